@@ -1,0 +1,57 @@
+"""Typed references to produced assets and the run records that accompany them.
+
+Every stage returns an ``AssetRef`` (what it made) and a ``RunRecord`` (what it
+cost). Lineage, the segment cache and the floor warehouse attach to these two.
+"""
+
+import hashlib
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Stage = Literal["render", "composite", "encode", "assemble"]
+
+MEDIA_LOSSLESS_MP4 = "video/mp4; codecs=h264-lossless-rgb"
+MEDIA_MP4 = "video/mp4"
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class AssetRef(BaseModel):
+    """A content-addressed object in the store."""
+
+    model_config = ConfigDict(frozen=True)
+
+    digest: str = Field(description="SHA-256 of the asset's bytes, lowercase hex")
+    uri: str = Field(description="Where the bytes live: file:// or s3:// URI")
+    key: str = Field(description="The object's key inside its store")
+    media_type: str
+    size: int = Field(ge=0, description="Bytes")
+    parents: tuple[str, ...] = Field(default=(), description="Digests of the input assets")
+
+
+class RunRecord(BaseModel):
+    """What one stage run cost: device, device-seconds and wall time."""
+
+    model_config = ConfigDict(frozen=True)
+
+    stage: Stage
+    segment_index: int | None = None
+    device_class: str = Field(description="'cpu' or the GPU's model name")
+    device_seconds: float = Field(ge=0, description="Seconds the compute device was busy")
+    wall_seconds: float = Field(ge=0)
+    started: datetime
+    ended: datetime
+    output_digest: str
+
+
+class StageResult(BaseModel):
+    """What every stage function returns: the asset and its run record."""
+
+    model_config = ConfigDict(frozen=True)
+
+    asset: AssetRef
+    run: RunRecord

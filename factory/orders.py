@@ -1,0 +1,214 @@
+"""Orders: what a customer asks the factory to produce.
+
+An ``Order`` is the boundary of the system: everything in it is validated here,
+with errors that name the field, the value and the allowed range, so nothing
+downstream has to re-check it.
+"""
+
+import json
+import re
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from factory.errors import BadInput
+
+MAX_WIDTH = 3840
+MAX_HEIGHT = 2160
+MIN_SIDE = 64
+
+X264_PRESETS = (
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+)
+Placement = Literal["top-left", "top-right", "bottom-left", "bottom-right"]
+_HEX_COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
+
+
+class Segment(BaseModel):
+    """One continuous shot rendered by one model call."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    prompt: str = Field(min_length=1, max_length=2000, description="What the segment shows")
+    negative_prompt: str = Field(default="", max_length=2000, description="What to avoid")
+    seed: int = Field(default=0, ge=0, le=2**63 - 1, description="Generator seed")
+    duration_s: float = Field(gt=0, le=60, description="Length in seconds (0 < d ≤ 60)")
+    fps: int = Field(default=12, ge=1, le=60, description="Frames per second (1 to 60)")
+    width: int = Field(
+        default=640,
+        ge=MIN_SIDE,
+        le=MAX_WIDTH,
+        description=f"Output width, even, {MIN_SIDE}–{MAX_WIDTH}",
+    )
+    height: int = Field(
+        default=360,
+        ge=MIN_SIDE,
+        le=MAX_HEIGHT,
+        description=f"Output height, even, {MIN_SIDE}–{MAX_HEIGHT}",
+    )
+    model: str = Field(default="tiny", min_length=1, description="A name from the model registry")
+    steps: int | None = Field(
+        default=None, ge=1, le=200, description="Denoising steps (1 to 200); model default if unset"
+    )
+    guidance: float = Field(default=1.0, ge=0, le=30, description="Classifier-free guidance 0–30")
+
+    @field_validator("width", "height")
+    @classmethod
+    def _even(cls, value: int) -> int:
+        if value % 2:
+            raise ValueError("must be even (H.264 yuv420p halves the chroma planes)")
+        return value
+
+    @property
+    def frame_count(self) -> int:
+        """Frames this segment delivers: duration × fps, rounded to the nearest frame."""
+        return max(1, round(self.duration_s * self.fps))
+
+
+class CompositeSpec(BaseModel):
+    """How rendered frames are laid onto the output canvas."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    background_color: str = Field(default="#101418", description="Canvas colour, #RRGGBB")
+    background_image: str | None = Field(
+        default=None, description="Image file for the canvas (scaled to cover); overrides colour"
+    )
+    captions: list[str] = Field(
+        default_factory=list,
+        description="Caption per segment, in segment order; empty string for none",
+    )
+    caption_position: Literal["top", "bottom"] = "bottom"
+    caption_size: int = Field(default=24, ge=8, le=200, description="Caption font size in pixels")
+    logo: str | None = Field(
+        default=None, description="Logo image file (PNG with alpha works best)"
+    )
+    logo_placement: Placement = "top-right"
+    logo_scale: float = Field(
+        default=0.12, gt=0, le=1, description="Logo width as a fraction of output width"
+    )
+
+    @field_validator("background_color")
+    @classmethod
+    def _colour(cls, value: str) -> str:
+        if not _HEX_COLOUR.match(value):
+            raise ValueError(f"must be a colour like #1a2b3c, got {value!r}")
+        return value.lower()
+
+
+class EncodeSpec(BaseModel):
+    """H.264 settings shared by every segment of one deliverable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    crf: int = Field(default=23, ge=0, le=51, description="x264 constant rate factor (0 to 51)")
+    preset: Literal[X264_PRESETS] = Field(default="veryfast", description="x264 preset")  # type: ignore[valid-type]
+    fragmented: bool = Field(default=False, description="Write fragmented MP4 (for streaming)")
+
+
+class Order(BaseModel):
+    """A request for one video deliverable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+        description="Order id: letters, digits, '.', '_' or '-', at most 64 characters",
+    )
+    title: str = Field(default="", max_length=200)
+    segments: list[Segment] = Field(min_length=1, max_length=500)
+    composite: CompositeSpec = CompositeSpec()
+    encode: EncodeSpec = EncodeSpec()
+
+    @model_validator(mode="after")
+    def _segments_agree(self) -> "Order":
+        # Stream-copy assembly needs one resolution and frame rate for the whole deliverable.
+        first = self.segments[0]
+        for index, segment in enumerate(self.segments[1:], start=1):
+            for field in ("width", "height", "fps"):
+                if getattr(segment, field) != getattr(first, field):
+                    raise ValueError(
+                        f"segments.{index}.{field} is {getattr(segment, field)} but segment 0 has "
+                        f"{getattr(first, field)}: all segments of one deliverable share width, "
+                        "height and fps"
+                    )
+        captions = self.composite.captions
+        if captions and len(captions) != len(self.segments):
+            raise ValueError(
+                f"composite.captions has {len(captions)} entries for {len(self.segments)} "
+                "segments: give one caption per segment (an empty string for none)"
+            )
+        return self
+
+    @property
+    def duration_s(self) -> float:
+        return sum(s.frame_count / s.fps for s in self.segments)
+
+    def caption_for(self, index: int) -> str:
+        return self.composite.captions[index] if self.composite.captions else ""
+
+
+def describe_validation_error(error: ValidationError, source: str) -> str:
+    """One line per problem: the field's path, what is wrong, and the value given."""
+    lines = [f"invalid order in {source}:"]
+    for problem in error.errors():
+        location = ".".join(str(part) for part in problem["loc"]) or "(order)"
+        message = problem["msg"].removeprefix("Value error, ")
+        if not problem["loc"] or problem["type"] in (
+            "missing",
+            "model_attributes_type",
+            "dict_type",
+        ):
+            lines.append(f"  {location}: {message}")
+        else:
+            lines.append(f"  {location}: {message} (got {problem.get('input')!r})")
+    return "\n".join(lines)
+
+
+def parse_order(data: object, source: str = "order") -> Order:
+    """Validate already-parsed data as an Order, or raise BadInput naming each problem."""
+    try:
+        return Order.model_validate(data)
+    except ValidationError as error:
+        raise BadInput(describe_validation_error(error, source)) from None
+
+
+def load_order(path: Path | str) -> Order:
+    """Read an order from a .yaml/.yml/.json file; relative image paths resolve beside it."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BadInput(
+            f"order file {path} does not exist; see examples/ for valid orders"
+        ) from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise BadInput(f"cannot read order file {path}: {error}") from None
+    try:
+        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as error:
+        raise BadInput(
+            f"order file {path} is not valid {path.suffix[1:] or 'YAML'}: {error}"
+        ) from None
+    if not isinstance(data, dict):
+        raise BadInput(
+            f"order file {path} must hold a mapping with id, title, segments, composite and "
+            f"encode; it holds {type(data).__name__}"
+        )
+    composite = data.get("composite")
+    if isinstance(composite, dict):
+        for field in ("background_image", "logo"):
+            value = composite.get(field)
+            if isinstance(value, str) and not Path(value).is_absolute():
+                composite[field] = str((path.parent / value).resolve())
+    return parse_order(data, str(path))

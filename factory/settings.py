@@ -1,0 +1,37 @@
+"""Settings from the environment (FACTORY_*), with defaults that work on a fresh machine."""
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_home() -> Path:
+    return Path.home() / ".cache" / "asset-factory"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FACTORY_", extra="ignore")
+
+    home: Path = Field(
+        default_factory=_default_home,
+        description="Where the factory keeps built models and the default local store",
+    )
+    store: str | None = Field(
+        default=None, description="Object store: a directory or s3://bucket/prefix"
+    )
+    registry: Path | None = Field(
+        default=None, description="Extra model registry (TOML) merged over the built-in one"
+    )
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def store_spec(self) -> str:
+        return self.store or str(self.home / "store")
+
+
+def load_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,156 @@
+"""A tiny Wan text-to-video pipeline built from configs, for tests, demos and CPU-only machines.
+
+No package ships diffusion weights and this machine cannot reach the hub, so the factory builds
+its own model: random weights from fixed seeds (the VAE's shaped to decode coherent video), a
+tokenizer made in memory. Its frames are
+noise-like but deterministic, and rendering with it runs every real code path (tokenizer, text
+encoder, denoiser, scheduler, VAE decode) through the same loader as a real checkpoint.
+"""
+
+import os
+import pathlib
+import shutil
+import string
+import tempfile
+
+import diffusers
+import torch
+import transformers
+
+# Names the recipe below. Change it whenever a config or seed changes, so a model directory
+# built by an older recipe is never mistaken for the current one.
+TINY_MODEL_VERSION = "tiny-wan-v1"
+
+# 61 frames at 192x96 render in about 1 s on two CPU cores, nearly all of it in the VAE decode:
+# time grows with the pixel count, while going from 2 to 8 steps adds only about 10%.
+TINY_RENDER_WIDTH = 192
+TINY_RENDER_HEIGHT = 96
+TINY_DEFAULT_STEPS = 4
+
+# One seed per component, so changing one component's config leaves the others' weights alone.
+COMPONENT_SEEDS = {"text_encoder": 1, "transformer": 2, "vae": 3}
+
+TOKENIZER_CHARACTERS = string.ascii_letters + string.digits + string.punctuation
+
+TEXT_ENCODER_CONFIG = {
+    # vocab_size is filled in from the tokenizer so the two cannot drift apart.
+    "d_model": 32,
+    "d_kv": 8,
+    "d_ff": 64,
+    "num_layers": 2,
+    "num_heads": 4,
+    "relative_attention_num_buckets": 8,
+    "relative_attention_max_distance": 32,
+    "is_encoder_decoder": False,
+}
+
+TRANSFORMER_CONFIG = {
+    "patch_size": (1, 2, 2),
+    "num_attention_heads": 2,
+    "attention_head_dim": 12,
+    "in_channels": 16,
+    "out_channels": 16,
+    "text_dim": TEXT_ENCODER_CONFIG["d_model"],
+    "freq_dim": 256,
+    "ffn_dim": 32,
+    "num_layers": 2,
+    "cross_attn_norm": True,
+    "qk_norm": "rms_norm_across_heads",
+    "rope_max_seq_len": 32,
+}
+
+# Four levels (three downsampling stages) give the 8x spatial factor real Wan VAEs have; the cost
+# of a tiny pipeline is dominated by the VAE, and a 2x VAE would be 10 to 30 times slower. The
+# decoder halves its channels at each upsampling, so narrower settings than these squeeze the
+# latent through a single channel and every seed decodes to nearly the same video.
+VAE_CONFIG = {
+    "base_dim": 2,
+    "z_dim": TRANSFORMER_CONFIG["in_channels"],
+    "dim_mult": [1, 2, 4, 4],
+    "num_res_blocks": 1,
+    "temperal_downsample": [False, True, True],
+    "scale_factor_spatial": 8,
+    "scale_factor_temporal": 4,
+}
+
+SCHEDULER_CONFIG = {"shift": 5.0}
+
+
+def _build_tokenizer() -> transformers.T5Tokenizer:
+    # A Unigram vocabulary of single characters tokenizes any ASCII prompt without a
+    # sentencepiece model file; T5's special tokens must come first (pad=0, eos=1, unk=2).
+    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -2.0)]
+    vocab += [(char, -3.0) for char in TOKENIZER_CHARACTERS]
+    return transformers.T5Tokenizer(vocab=vocab, extra_ids=0, model_max_length=512)
+
+
+def _shape_vae_weights(vae: diffusers.AutoencoderKLWan) -> None:
+    """Give random VAE weights the two traits of a trained video VAE that renders rely on.
+
+    Randomly initialised, the decoder's biases outweigh its input, so the seed barely changes
+    the video, and its temporal kernels are independent per time step, so consecutive frames
+    differ as much as two unrelated videos. Zero biases make the output a function of the latent;
+    identical temporal taps and identical halves of each temporal upsampler make the decoder a
+    temporal low-pass, so frames from one latent video change smoothly.
+    """
+    with torch.no_grad():
+        for name, param in vae.named_parameters():
+            if name.endswith("bias"):
+                param.zero_()
+        for name, module in vae.named_modules():
+            if isinstance(module, torch.nn.Conv3d) and module.kernel_size[0] > 1:
+                weight = module.weight
+                weight.copy_(weight.mean(dim=2, keepdim=True).expand_as(weight))
+            # Wan's temporal upsampler emits 2c channels that become two consecutive frames.
+            if name.endswith("time_conv") and module.out_channels == 2 * module.in_channels:
+                module.weight[module.in_channels :] = module.weight[: module.in_channels]
+
+
+def build_tiny_pipeline() -> diffusers.WanPipeline:
+    """Build the tiny Wan pipeline in memory; the same weights on every call and machine."""
+    tokenizer = _build_tokenizer()
+    # fork_rng restores the caller's global RNG state afterwards: seeding here must not change
+    # what the caller's own random draws produce.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(COMPONENT_SEEDS["text_encoder"])
+        text_encoder = transformers.UMT5EncoderModel(
+            transformers.UMT5Config(vocab_size=len(tokenizer), **TEXT_ENCODER_CONFIG)
+        )
+        torch.manual_seed(COMPONENT_SEEDS["transformer"])
+        transformer = diffusers.WanTransformer3DModel(**TRANSFORMER_CONFIG)
+        torch.manual_seed(COMPONENT_SEEDS["vae"])
+        vae = diffusers.AutoencoderKLWan(**VAE_CONFIG)
+    _shape_vae_weights(vae)
+    scheduler = diffusers.FlowMatchEulerDiscreteScheduler(**SCHEDULER_CONFIG)
+    # Constructed modules start in train mode, where T5's dropout makes every call differ.
+    for module in (text_encoder, transformer, vae):
+        module.eval()
+    return diffusers.WanPipeline(
+        tokenizer=tokenizer,
+        text_encoder=text_encoder,
+        vae=vae,
+        scheduler=scheduler,
+        transformer=transformer,
+    )
+
+
+def ensure_tiny_model(root: pathlib.Path) -> pathlib.Path:
+    """Return ``root / TINY_MODEL_VERSION``, building and saving the tiny model there if absent."""
+    target = root / TINY_MODEL_VERSION
+    if target.is_dir():
+        return target
+    root.mkdir(parents=True, exist_ok=True)
+    # Save into a sibling and rename it into place: a crash leaves only a stray temporary
+    # directory, never a half-written model under the final name.
+    staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{TINY_MODEL_VERSION}.", dir=root))
+    try:
+        build_tiny_pipeline().save_pretrained(staging)
+        try:
+            os.rename(staging, target)
+        except OSError:
+            # Another process won the race; its directory is as good as ours.
+            if not target.is_dir():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target

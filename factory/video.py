@@ -1,0 +1,293 @@
+"""H.264 in MP4: the lossless RGB intermediate, the delivery encode, and joining segments.
+
+Everything here is a pure function of bytes and arrays. Outputs are content-addressed and
+cached, so every writer is byte-deterministic: the same frames and settings give the same
+bytes in any process on any machine with the same FFmpeg and x264 builds.
+"""
+
+import io
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from fractions import Fraction
+
+import av
+import numpy as np
+from av.video.reformatter import ColorPrimaries, ColorRange, Colorspace, ColorTrc
+
+from factory.errors import BadInput, IntegrityError
+
+# x264's output depends on its thread count: the count is written into the stream's SEI,
+# and from 8 threads on the lookahead is split differently. A count derived from the
+# worker's cores would give different bytes on different machines, so it is fixed.
+X264_THREADS = 4
+
+# Every segment is a fresh encoder, so it starts with an IDR; inside a segment a closed GOP
+# this long bounds seek distance and fragment length.
+KEYFRAME_INTERVAL_S = 2
+
+H264_PROFILE = "high"
+
+# delay_moov lets the muxer write the edit list that hides B-frame reordering delay, so
+# fragmented files start at pts 0 like flat ones instead of two frames late.
+FRAGMENTED_MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof+delay_moov"
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What ``probe`` reads from an MP4's first video stream."""
+
+    codec: str
+    width: int
+    height: int
+    fps: Fraction
+    frames: int
+    duration_s: float
+    pix_fmt: str
+    profile: str | None
+
+
+def encode_lossless(frames: np.ndarray, fps: int) -> bytes:
+    """(T,H,W,3) uint8 RGB → MP4 that decodes back to exactly the same array.
+
+    libx264rgb at qp 0 codes RGB without chroma subsampling, so any size works, odd too.
+    """
+    _check_frames(frames, fps)
+    return _encode(
+        frames,
+        fps,
+        codec="libx264rgb",
+        pix_fmt="rgb24",
+        options={"qp": "0", "preset": "ultrafast"},
+        container_options={},
+        to_yuv=False,
+    )
+
+
+def encode_h264(frames: np.ndarray, fps: int, *, crf: int, preset: str, fragmented: bool) -> bytes:
+    """(T,H,W,3) uint8 RGB → H.264 High yuv420p MP4 with exactly T frames lasting T/fps s.
+
+    Segments encoded with the same crf, preset, size and fps can be joined by ``concat_mp4``.
+    """
+    _check_frames(frames, fps)
+    height, width = frames.shape[1:3]
+    if width % 2 or height % 2:
+        raise BadInput(
+            f"H.264 yuv420p needs even width and height, got {width}x{height}: "
+            "the chroma planes are half size"
+        )
+    options = {
+        "crf": str(crf),
+        "preset": preset,
+        "profile": H264_PROFILE,
+        "g": str(KEYFRAME_INTERVAL_S * fps),
+        # In-band SPS/PPS at every IDR keep segments decodable after stream-copy joining.
+        "x264-params": "repeat-headers=1:open-gop=0",
+    }
+    container_options = {"movflags": FRAGMENTED_MOVFLAGS} if fragmented else {}
+    return _encode(
+        frames,
+        fps,
+        codec="libx264",
+        pix_fmt="yuv420p",
+        options=options,
+        container_options=container_options,
+        to_yuv=True,
+    )
+
+
+def decode_frames(data: bytes) -> np.ndarray:
+    """Decode every frame of the first video stream to a (T,H,W,3) uint8 RGB array."""
+    with _open(data) as container:
+        stream = container.streams.video[0]
+        stream.codec_context.thread_type = "AUTO"
+        try:
+            frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
+        except av.FFmpegError as error:
+            raise IntegrityError(f"video stream cannot be decoded: {error}") from None
+    if not frames:
+        raise IntegrityError("video stream holds no decodable frames")
+    return np.stack(frames)
+
+
+def probe(data: bytes) -> VideoInfo:
+    """Codec, size, rate, pixel format and profile; frames and duration by demuxing packets."""
+    with _open(data) as container:
+        stream = container.streams.video[0]
+        packets = _demux(container, stream, "data")
+        context = stream.codec_context
+        fps = stream.average_rate or stream.guessed_rate
+        if not packets or fps is None:
+            raise IntegrityError("video stream holds no packets")
+        start = min(packet.pts for packet in packets)
+        end = max(packet.pts + packet.duration for packet in packets)
+        return VideoInfo(
+            codec=context.name,
+            width=context.width,
+            height=context.height,
+            fps=Fraction(fps),
+            frames=len(packets),
+            duration_s=float((end - start) * stream.time_base),
+            pix_fmt=context.pix_fmt,
+            profile=context.profile,
+        )
+
+
+def concat_mp4(segments: list[bytes], *, fragmented: bool) -> bytes:
+    """Join H.264 MP4 segments by stream copy into one MP4 with continuous timestamps.
+
+    Raises ``IntegrityError`` for bytes that are not an MP4 with video, and ``BadInput`` when
+    segments differ in codec, size, frame rate, pixel format, profile or encoder settings.
+    """
+    if not segments:
+        raise BadInput("concat_mp4 needs at least one segment")
+    buffer = io.BytesIO()
+    container_options = {"movflags": FRAGMENTED_MOVFLAGS} if fragmented else {}
+    with av.open(buffer, "w", format="mp4", options=container_options) as output:
+        output_stream = None
+        reference: dict[str, object] = {}
+        time_base = Fraction(0)
+        # Kept in the first segment's time base; each segment is shifted so that its earliest
+        # pts lands where the previous one ended (adding only the previous end leaves gaps,
+        # because a segment's first pts is not always 0).
+        running_end = 0
+        for index, data in enumerate(segments):
+            with _open(data, f"segment {index}") as container:
+                stream = container.streams.video[0]
+                signature = _signature(stream)
+                if output_stream is None:
+                    output_stream = output.add_stream_from_template(stream)
+                    reference = signature
+                    time_base = stream.time_base
+                else:
+                    _check_same(reference, signature, index)
+                packets = _demux(container, stream, f"segment {index}")
+                if not packets:
+                    raise IntegrityError(f"segment {index} holds no video packets")
+                if not packets[0].is_keyframe:
+                    raise BadInput(
+                        f"segment {index} does not start with a keyframe, so it cannot be "
+                        "joined without re-encoding; encode each segment as closed GOPs"
+                    )
+                scale = stream.time_base / time_base
+                shift = running_end - _rescale(min(p.pts for p in packets), scale)
+                for packet in packets:
+                    pts = _rescale(packet.pts, scale) + shift
+                    duration = _rescale(packet.duration, scale)
+                    running_end = max(running_end, pts + duration)
+                    packet.pts = pts
+                    packet.dts = _rescale(packet.dts, scale) + shift
+                    packet.duration = duration
+                    packet.time_base = time_base
+                    packet.stream = output_stream
+                    output.mux(packet)
+    return buffer.getvalue()
+
+
+def _check_frames(frames: np.ndarray, fps: int) -> None:
+    if not isinstance(frames, np.ndarray) or frames.dtype != np.uint8:
+        raise BadInput(f"frames must be a uint8 numpy array, got {_describe(frames)}")
+    if frames.ndim != 4 or frames.shape[3] != 3 or frames.shape[0] == 0:
+        raise BadInput(f"frames must have shape (T>0, H, W, 3), got {frames.shape}")
+    if fps < 1:
+        raise BadInput(f"fps must be at least 1, got {fps}")
+
+
+def _describe(value: object) -> str:
+    dtype = getattr(value, "dtype", None)
+    return f"{type(value).__name__} of {dtype}" if dtype is not None else type(value).__name__
+
+
+def _encode(
+    frames: np.ndarray,
+    fps: int,
+    *,
+    codec: str,
+    pix_fmt: str,
+    options: dict[str, str],
+    container_options: dict[str, str],
+    to_yuv: bool,
+) -> bytes:
+    time_base = Fraction(1, fps)
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="mp4", options=container_options) as container:
+        stream = container.add_stream(codec, rate=fps, options=options)
+        stream.width = frames.shape[2]
+        stream.height = frames.shape[1]
+        stream.pix_fmt = pix_fmt
+        context = stream.codec_context
+        context.time_base = time_base
+        # PyAV defaults to slice threads: larger files and slower than frame threads.
+        context.thread_type = "AUTO"
+        context.thread_count = X264_THREADS
+        if to_yuv:
+            # Tag BT.709 limited range so players do not guess 601 for small frames and 709
+            # for HD; the RGB→YUV conversion below uses the same matrix.
+            context.colorspace = Colorspace.ITU709
+            context.color_primaries = ColorPrimaries.BT709
+            context.color_trc = ColorTrc.BT709
+            context.color_range = ColorRange.MPEG
+        for index, image in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            if to_yuv:
+                frame = frame.reformat(
+                    format=pix_fmt,
+                    dst_colorspace=Colorspace.ITU709,
+                    dst_color_range=ColorRange.MPEG,
+                )
+            frame.pts = index
+            frame.time_base = time_base
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return buffer.getvalue()
+
+
+@contextmanager
+def _open(data: bytes, what: str = "data") -> Iterator[av.container.InputContainer]:
+    try:
+        container = av.open(io.BytesIO(data), "r")
+    except av.FFmpegError as error:
+        raise IntegrityError(f"{what} is not a readable video container: {error}") from None
+    try:
+        if not container.streams.video:
+            raise IntegrityError(f"{what} has no video stream")
+        yield container
+    finally:
+        container.close()
+
+
+def _demux(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream, what: str
+) -> list[av.Packet]:
+    try:
+        # The demuxer ends with an empty flush packet that carries no frame.
+        return [packet for packet in container.demux(stream) if packet.size]
+    except av.FFmpegError as error:
+        raise IntegrityError(f"{what} cannot be demuxed: {error}") from None
+
+
+def _signature(stream: av.video.stream.VideoStream) -> dict[str, object]:
+    context = stream.codec_context
+    return {
+        "codec": context.name,
+        "size": f"{context.width}x{context.height}",
+        "fps": stream.average_rate,
+        "pix_fmt": context.pix_fmt,
+        "profile": context.profile,
+        # SPS/PPS: differing ones (another crf or preset) decode corrupted after joining.
+        "parameter sets": bytes(context.extradata or b""),
+    }
+
+
+def _check_same(reference: dict[str, object], signature: dict[str, object], index: int) -> None:
+    for key, expected in reference.items():
+        if signature[key] != expected:
+            shown = "differ" if isinstance(expected, bytes) else f"{signature[key]} vs {expected}"
+            raise BadInput(
+                f"segment {index} cannot be joined to segment 0: {key} {shown}; every segment "
+                "of one deliverable must share codec, size, fps, pixel format and encode settings"
+            )
+
+
+def _rescale(value: int, scale: Fraction) -> int:
+    return value if scale == 1 else round(value * scale)

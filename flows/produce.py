@@ -1,0 +1,71 @@
+"""The order-to-deliverable flow: render → composite → encode per segment, then assemble."""
+
+from prefect import flow
+from prefect.task_runners import ThreadPoolTaskRunner
+from pydantic import BaseModel, ConfigDict, Field
+
+from factory.assets import AssetRef, RunRecord
+from factory.orders import Order
+from factory.settings import Settings
+from tasks.assemble import assemble_task
+from tasks.composite import composite_task
+from tasks.encode import encode_task
+from tasks.prepare import prepare
+from tasks.render import render_task
+
+
+class Delivery(BaseModel):
+    """What a finished production returns to its caller (CLI, API client, UI)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    order_id: str
+    deliverable: AssetRef
+    duration_s: float = Field(description="Seconds of video delivered")
+    store: str
+    runs: list[RunRecord]
+
+    @property
+    def device_seconds(self) -> float:
+        return sum(run.device_seconds for run in self.runs)
+
+
+# Renders serialise on the pipeline lock; the extra workers overlap composite and
+# encode of finished segments with the next render.
+@flow(name="produce", task_runner=ThreadPoolTaskRunner(max_workers=3), log_prints=True)
+def produce(order: Order, store: str | None = None) -> Delivery:
+    """Turn an order into a signed H.264 deliverable in the object store.
+
+    `store` is a directory or s3://bucket/prefix; unset means FACTORY_STORE or
+    the local default under FACTORY_HOME.
+    """
+    settings = Settings()
+    production = prepare(order, settings, store)
+    rendered, composited, encoded = [], [], []
+    for index, segment in enumerate(order.segments):
+        render = render_task.submit(
+            production.store, segment, index, production.models[segment.model]
+        )
+        composite = composite_task.submit(
+            production.store,
+            render,
+            segment,
+            index,
+            order.composite,
+            order.caption_for(index),
+            production.background,
+            production.logo,
+        )
+        encode = encode_task.submit(production.store, composite, segment, index, order.encode)
+        rendered.append(render)
+        composited.append(composite)
+        encoded.append(encode)
+    assembled = assemble_task(production.store, encoded, fragmented=order.encode.fragmented)
+    runs = [future.result().run for future in (*rendered, *composited, *encoded)]
+    return Delivery(
+        order_id=order.id,
+        deliverable=assembled.asset,
+        duration_s=order.duration_s,
+        store=production.store.url,
+        runs=[*runs, assembled.run],
+    )

@@ -1,0 +1,1 @@
+"""Object store, content-addressed assets, and (later) lineage, cache and warehouse."""

@@ -1,0 +1,44 @@
+"""Turn a --store argument into an object store."""
+
+import re
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from factory.errors import BadInput
+from storage.local import LocalStore
+from storage.objectstore import ObjectStore
+from storage.s3 import S3Store
+
+_EXAMPLE = "s3://my-bucket or s3://my-bucket/some/prefix"
+# S3's bucket naming rules, checked here so a typo fails before any network call.
+_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+# Anything that looks like a URL but is not s3:// would otherwise become a directory
+# literally named "gs:" or "http:".
+_OTHER_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def open_store(spec: str | Path) -> ObjectStore:
+    """s3://bucket/prefix opens an S3Store; anything else is a local directory."""
+    if isinstance(spec, Path):
+        return LocalStore(spec.expanduser())
+    if spec.startswith("s3://"):
+        return _open_s3(spec)
+    if _OTHER_SCHEME.match(spec):
+        raise BadInput(
+            f"Unsupported store {spec!r}: use a directory path or an S3 URL such as {_EXAMPLE}."
+        )
+    return LocalStore(Path(spec).expanduser())
+
+
+def _open_s3(spec: str) -> S3Store:
+    parts = urlsplit(spec)
+    if not parts.netloc:
+        raise BadInput(f"The store URL {spec!r} names no bucket; write it as {_EXAMPLE}.")
+    if not _BUCKET_NAME.fullmatch(parts.netloc):
+        raise BadInput(
+            f"{parts.netloc!r} in {spec!r} is not a valid S3 bucket name (3 to 63 lowercase "
+            f"letters, digits, dots and hyphens); write the store as {_EXAMPLE}."
+        )
+    if parts.query or parts.fragment:
+        raise BadInput(f"The store URL {spec!r} may not carry '?' or '#'; write it as {_EXAMPLE}.")
+    return S3Store(parts.netloc, parts.path.strip("/"))

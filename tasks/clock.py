@@ -1,0 +1,63 @@
+"""Timing shared by every stage: wall time for the run, device time for the compute inside it."""
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+from factory import progress
+from factory.assets import AssetRef, RunRecord, Stage, StageResult
+from factory.errors import StoreUnavailable
+
+
+class StageClock:
+    """Measures one stage run; ``device()`` brackets the part that occupies the device."""
+
+    def __init__(self, stage: Stage, segment_index: int | None, device_class: str) -> None:
+        self.stage: Stage = stage
+        self.segment_index = segment_index
+        self.device_class = device_class
+        self.device_seconds = 0.0
+        self.started = datetime.now(UTC)
+        self._start = time.perf_counter()
+
+    @contextmanager
+    def device(self) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.device_seconds += time.perf_counter() - start
+
+    def finish(self, asset: AssetRef) -> StageResult:
+        run = RunRecord(
+            stage=self.stage,
+            segment_index=self.segment_index,
+            device_class=self.device_class,
+            device_seconds=self.device_seconds,
+            wall_seconds=time.perf_counter() - self._start,
+            started=self.started,
+            ended=datetime.now(UTC),
+            output_digest=asset.digest,
+        )
+        return StageResult(asset=asset, run=run)
+
+
+@contextmanager
+def stage_clock(
+    stage: Stage, segment_index: int | None, device_class: str = "cpu"
+) -> Iterator[StageClock]:
+    """A clock for one stage run that also reports started/finished/failed to progress bars."""
+    progress.emit(stage, segment_index, "started")
+    try:
+        yield StageClock(stage, segment_index, device_class)
+    except BaseException:
+        progress.emit(stage, segment_index, "failed")
+        raise
+    progress.emit(stage, segment_index, "finished")
+
+
+def is_transient(task, task_run, state) -> bool:
+    """Prefect retry condition: retry what a second try can fix (an unreachable store, I/O)."""
+    error = state.result(raise_on_failure=False)
+    return isinstance(error, StoreUnavailable | ConnectionError | TimeoutError)
