@@ -41,11 +41,19 @@ RegistryOption = Annotated[
 ]
 
 
-def _quiet_prefect(verbose: bool) -> None:
+def _quiet_libraries(verbose: bool) -> None:
     # Prefect reads these at import, so they must be set before flows are imported.
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # A fresh Prefect database on a loaded 2-core machine can take longer than the 20 s default.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    if not verbose:
+        # Our own bars replace the per-component loading bars of diffusers and transformers.
+        import diffusers.utils.logging
+        import transformers.utils.logging
+
+        diffusers.utils.logging.disable_progress_bar()
+        transformers.utils.logging.disable_progress_bar()
 
 
 @app.command()
@@ -73,8 +81,8 @@ def run(
     from factory.settings import Settings
     from tasks.prepare import check_order
 
+    _quiet_libraries(verbose)
     check_order(order, Settings(), store)
-    _quiet_prefect(verbose)
     from factory.runner import run_with_progress
 
     delivery = run_with_progress(order, store, console, show=not as_json)
@@ -90,6 +98,8 @@ def run(
         out.print_json(data={**delivery.model_dump(mode="json"), "path": str(target)})
         return
     table = Table.grid(padding=(0, 2))
+    table.add_column(no_wrap=True)
+    table.add_column(overflow="fold")
     table.add_row("deliverable", str(target))
     table.add_row("duration", f"{delivery.duration_s:.2f} s")
     table.add_row("digest", f"sha256:{delivery.deliverable.digest}")

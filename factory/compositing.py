@@ -49,6 +49,18 @@ class _Overlay:
     def right(self) -> int:
         return self.left + self.premultiplied.shape[1]
 
+    def clip(
+        self, top: int, bottom: int, left: int, right: int
+    ) -> tuple[int, int, int, int] | None:
+        """The part of this patch inside a canvas rectangle, or None where they do not meet."""
+        window = (
+            max(top, self.top),
+            min(bottom, self.bottom),
+            max(left, self.left),
+            min(right, self.right),
+        )
+        return window if window[0] < window[1] and window[2] < window[3] else None
+
     def blend(self, image: np.ndarray, top: int, bottom: int, left: int, right: int) -> None:
         """Blend this patch over ``image[..., top:bottom, left:right, :]`` in place.
 
@@ -77,11 +89,11 @@ class Compositor:
     ) -> None:
         self.width = width
         self.height = height
-        self._margin = max(2, round(min(width, height) * 0.04))
+        margin = max(2, round(min(width, height) * 0.04))
         canvas = _background(spec.background_color, background_image, width, height)
         overlays = [
-            _caption_overlay(caption, spec, width, height, self._margin),
-            _logo_overlay(logo, spec, width, height, self._margin) if logo is not None else None,
+            _caption_overlay(caption, spec, width, height, margin),
+            _logo_overlay(logo, spec, width, height, margin) if logo is not None else None,
         ]
         self._overlays = [overlay for overlay in overlays if overlay is not None]
         # Outside the content rectangle the canvas never changes, so the overlays are baked
@@ -113,8 +125,14 @@ class Compositor:
         out[:, top:bottom, :left] = self._canvas[top:bottom, :left]
         out[:, top:bottom, right:] = self._canvas[top:bottom, right:]
         shrinking = height < frame_height or width < frame_width
+        crossings = [
+            (overlay, window)
+            for overlay in self._overlays
+            if (window := overlay.clip(top, bottom, left, right))
+        ]
         source = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
         for start in range(0, count, SCALE_CHUNK):
+            chunk = out[start : start + SCALE_CHUNK]
             # A channels-last uint8 tensor takes torch's vectorised uint8 path: no float copy.
             scaled = F.interpolate(
                 source[start : start + SCALE_CHUNK],
@@ -123,18 +141,10 @@ class Compositor:
                 align_corners=False,
                 antialias=shrinking,
             )
-            out[start : start + SCALE_CHUNK, top:bottom, left:right] = scaled.permute(
-                0, 2, 3, 1
-            ).numpy()
-        for overlay in self._overlays:
-            window = (
-                max(top, overlay.top),
-                min(bottom, overlay.bottom),
-                max(left, overlay.left),
-                min(right, overlay.right),
-            )
-            if window[0] < window[1] and window[2] < window[3]:
-                overlay.blend(out, *window)
+            chunk[:, top:bottom, left:right] = scaled.permute(0, 2, 3, 1).numpy()
+            # Blending while the chunk is still in cache.
+            for overlay, window in crossings:
+                overlay.blend(chunk, *window)
         return out
 
 

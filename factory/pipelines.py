@@ -49,6 +49,17 @@ def device_class() -> str:
     return "cpu"
 
 
+def default_task_workers() -> int:
+    """How many stage tasks to run at once on this host.
+
+    On a CPU-only host the render's intra-op threads already use every core, and
+    composite or encode threads beside them stall its spin-waiting workers: the
+    one-minute demo took 31 s with 3 workers and 25 s with 1 on 2 cores. With a
+    GPU, CPU stages overlap the next render for free.
+    """
+    return 4 if torch.cuda.is_available() else 1
+
+
 def _default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 

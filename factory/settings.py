@@ -20,6 +20,12 @@ class Settings(BaseSettings):
     store: str | None = Field(
         default=None, description="Object store: a directory or s3://bucket/prefix"
     )
+    task_workers: int | None = Field(
+        default=None,
+        ge=1,
+        le=64,
+        description="Threads that run tasks concurrently; default 1 on CPU-only hosts, 4 with CUDA",
+    )
     registry: Path | None = Field(
         default=None, description="Extra model registry (TOML) merged over the built-in one"
     )

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import numpy as np
@@ -21,6 +22,23 @@ from factory.errors import BadInput, IntegrityError
 # and from 8 threads on the lookahead is split differently. A count derived from the
 # worker's cores would give different bytes on different machines, so it is fixed.
 X264_THREADS = 4
+
+
+def _x264_cpu_params() -> str:
+    # In the Firecracker VMs these workers run in, x264's AVX-512 code gave different bytes
+    # (and pictures) for identical input in up to a third of encodes whenever other processes
+    # competed for the CPU, even with one x264 thread: the vector state does not survive
+    # preemption there. Capped at AVX2 the same stress gave identical bytes 1800 times in
+    # 1800. x264's assembly is bit-exact with its C code, so the cap changes no output byte;
+    # it costs 0–6% speed.
+    try:
+        cpu_flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return ""
+    return "asm=AVX2" if "avx512f" in cpu_flags else ""
+
+
+X264_CPU_PARAMS = _x264_cpu_params()
 
 # Every segment is a fresh encoder, so it starts with an IDR; inside a segment a closed GOP
 # this long bounds seek distance and fragment length.
@@ -58,7 +76,7 @@ def encode_lossless(frames: np.ndarray, fps: int) -> bytes:
         fps,
         codec="libx264rgb",
         pix_fmt="rgb24",
-        options={"qp": "0", "preset": "ultrafast"},
+        options={"qp": "0", "preset": "ultrafast", "x264-params": _x264_params()},
         container_options={},
         to_yuv=False,
     )
@@ -82,7 +100,7 @@ def encode_h264(frames: np.ndarray, fps: int, *, crf: int, preset: str, fragment
         "profile": H264_PROFILE,
         "g": str(KEYFRAME_INTERVAL_S * fps),
         # In-band SPS/PPS at every IDR keep segments decodable after stream-copy joining.
-        "x264-params": "repeat-headers=1:open-gop=0",
+        "x264-params": _x264_params("repeat-headers=1", "open-gop=0"),
     }
     container_options = {"movflags": FRAGMENTED_MOVFLAGS} if fragmented else {}
     return _encode(
@@ -101,8 +119,10 @@ def decode_frames(data: bytes) -> np.ndarray:
     with _open(data) as container:
         stream = container.streams.video[0]
         stream.codec_context.thread_type = "AUTO"
+        # By default FFmpeg conceals damaged slices and returns plausible garbage frames.
+        stream.codec_context.options = {"err_detect": "explode"}
         try:
-            frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
+            frames = [_rgb(frame) for frame in container.decode(stream)]
         except av.FFmpegError as error:
             raise IntegrityError(f"video stream cannot be decoded: {error}") from None
     if not frames:
@@ -184,6 +204,18 @@ def concat_mp4(segments: list[bytes], *, fragmented: bool) -> bytes:
     return buffer.getvalue()
 
 
+def _rgb(frame: av.VideoFrame) -> np.ndarray:
+    # Planar RGB (the lossless intermediate) comes out as (H,W,3) RGB without swscale,
+    # 10× cheaper than converting it to rgb24.
+    if frame.format.name == "gbrp":
+        return frame.to_ndarray()
+    return frame.to_ndarray(format="rgb24")
+
+
+def _x264_params(*params: str) -> str:
+    return ":".join(param for param in (*params, X264_CPU_PARAMS) if param)
+
+
 def _check_frames(frames: np.ndarray, fps: int) -> None:
     if not isinstance(frames, np.ndarray) or frames.dtype != np.uint8:
         raise BadInput(f"frames must be a uint8 numpy array, got {_describe(frames)}")
@@ -230,10 +262,13 @@ def _encode(
         for index, image in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(image, format="rgb24")
             if to_yuv:
+                # One swscale thread: x264's own threads keep the cores busy, and the pool
+                # FFmpeg would size from the machine's cores only adds overhead at this size.
                 frame = frame.reformat(
                     format=pix_fmt,
                     dst_colorspace=Colorspace.ITU709,
                     dst_color_range=ColorRange.MPEG,
+                    threads=1,
                 )
             frame.pts = index
             frame.time_base = time_base

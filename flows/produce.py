@@ -6,6 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from factory.assets import AssetRef, RunRecord
 from factory.orders import Order
+from factory.pipelines import default_task_workers
 from factory.settings import Settings
 from tasks.assemble import assemble_task
 from tasks.composite import composite_task
@@ -30,9 +31,11 @@ class Delivery(BaseModel):
         return sum(run.device_seconds for run in self.runs)
 
 
-# Renders serialise on the pipeline lock; the extra workers overlap composite and
-# encode of finished segments with the next render.
-@flow(name="produce", task_runner=ThreadPoolTaskRunner(max_workers=3), log_prints=True)
+@flow(
+    name="produce",
+    task_runner=ThreadPoolTaskRunner(max_workers=Settings().task_workers or default_task_workers()),
+    log_prints=True,
+)
 def produce(order: Order, store: str | None = None) -> Delivery:
     """Turn an order into a signed H.264 deliverable in the object store.
 

@@ -1,5 +1,6 @@
 """An object store on an S3 bucket (AWS or any S3-compatible server such as SeaweedFS)."""
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -33,7 +34,8 @@ class S3Store:
 
     The endpoint, profile, region and credentials follow the usual AWS settings
     (AWS_ENDPOINT_URL[_S3], AWS_PROFILE, AWS_REGION, the credentials chain) unless
-    given here. Retries are botocore's "standard" mode; max_attempts counts the first try.
+    given here. Retries are botocore's "standard" mode; max_attempts counts the first try
+    and defaults to AWS_MAX_ATTEMPTS, else 5.
     """
 
     def __init__(
@@ -45,7 +47,7 @@ class S3Store:
         profile: str | None = None,
         region: str | None = None,
         client: Any = None,
-        max_attempts: int = 5,
+        max_attempts: int | None = None,
         connect_timeout: float = 5.0,
         read_timeout: float = 60.0,
     ) -> None:
@@ -197,12 +199,15 @@ def _make_client(
     endpoint_url: str | None,
     profile: str | None,
     region: str | None,
-    max_attempts: int,
+    max_attempts: int | None,
     connect_timeout: float,
     read_timeout: float,
 ) -> Any:
     config = Config(
-        retries={"mode": "standard", "max_attempts": max_attempts},
+        retries={
+            "mode": "standard",
+            "max_attempts": max_attempts or int(os.environ.get("AWS_MAX_ATTEMPTS", "5")),
+        },
         # Path style and SigV4 are what S3-compatible servers accept; virtual hosts
         # need DNS for every bucket, and SeaweedFS rejects SigV2 presigned PUTs.
         s3={"addressing_style": "path"},

@@ -1,7 +1,11 @@
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+# Prefect reads its settings when first imported; no telemetry from tests.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 from tests.s3server import ACCESS_KEY, SECRET_KEY, SeaweedFS, running_seaweedfs
 
@@ -30,3 +34,30 @@ def s3_env(seaweedfs: SeaweedFS, aws_env: None, monkeypatch: pytest.MonkeyPatch)
     """The shared SeaweedFS, found the standard way: through AWS_ENDPOINT_URL."""
     monkeypatch.setenv("AWS_ENDPOINT_URL", seaweedfs.endpoint_url)
     return seaweedfs
+
+
+@pytest.fixture(scope="session")
+def factory_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One FACTORY_HOME per session, so the tiny model is built once and shared by every test."""
+    home = tmp_path_factory.mktemp("factory-home")
+    from factory.tinymodel import ensure_tiny_model
+
+    ensure_tiny_model(home / "models")
+    return home
+
+
+@pytest.fixture(scope="session")
+def prefect_server(factory_home: Path) -> Iterator[None]:
+    """One temporary Prefect API for the session (starting one costs ~10 s)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture
+def flow_env(prefect_server: None, factory_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("FACTORY_HOME", str(factory_home))
+    monkeypatch.delenv("FACTORY_STORE", raising=False)
+    monkeypatch.delenv("FACTORY_REGISTRY", raising=False)
+    return factory_home

@@ -1,0 +1,91 @@
+"""Prefect's cost: the produce flow vs the same stage functions called in a plain loop.
+
+    .venv/bin/python bench/orchestration_overhead.py [--order examples/demo.yaml]
+
+Reports flow wall time ÷ the sum of the tasks' own wall times (goal ≤ 1.10),
+and flow wall time ÷ a plain sequential run of the same functions without
+Prefect. The ephemeral Prefect API is started (by a tiny warm-up run) before
+timing, since a server's start is not per-order overhead. Each variant writes
+into a fresh store so neither benefits from the other's objects.
+"""
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+from bench.common import emit, timed  # noqa: E402
+from factory.orders import Order, load_order  # noqa: E402
+from factory.settings import Settings  # noqa: E402
+from tasks.assemble import assemble_segments  # noqa: E402
+from tasks.composite import composite_segment  # noqa: E402
+from tasks.encode import encode_segment  # noqa: E402
+from tasks.prepare import prepare  # noqa: E402
+from tasks.render import render_segment  # noqa: E402
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
+
+def plain(order: Order, store: str) -> str:
+    production = prepare(order, Settings(), store)
+    encoded = []
+    for index, segment in enumerate(order.segments):
+        rendered = render_segment(
+            production.store, segment, index, production.models[segment.model]
+        )
+        composited = composite_segment(
+            production.store,
+            rendered.asset,
+            segment,
+            index,
+            order.composite,
+            order.caption_for(index),
+            production.background,
+            production.logo,
+        )
+        encoded.append(
+            encode_segment(production.store, composited.asset, segment, index, order.encode)
+        )
+    assembled = assemble_segments(
+        production.store, [e.asset for e in encoded], fragmented=order.encode.fragmented
+    )
+    return assembled.asset.digest
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--order", type=Path, default=EXAMPLES / "demo.yaml")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-overhead-"))
+    os.environ.setdefault("FACTORY_HOME", str(work / "home"))
+    from flows.produce import produce
+
+    produce(load_order(EXAMPLES / "tiny.yaml"), str(work / "warm-up"))
+    order = load_order(args.order)
+    plain_s, plain_digest = timed(lambda: plain(order, str(work / "plain")))
+    flow_s, delivery = timed(lambda: produce(order, str(work / "flow")))
+    tasks_s = sum(run.wall_seconds for run in delivery.runs)
+    device_s = sum(run.device_seconds for run in delivery.runs)
+    emit(
+        "orchestration_overhead",
+        {
+            "order": args.order.name,
+            "segments": len(order.segments),
+            "task_runs": len(delivery.runs),
+            "flow_wall_s": round(flow_s, 3),
+            "sum_task_wall_s": round(tasks_s, 3),
+            "sum_device_s": round(device_s, 3),
+            "plain_loop_s": round(plain_s, 3),
+            "ratio_flow_vs_tasks": round(flow_s / tasks_s, 4),
+            "ratio_flow_vs_plain_loop": round(flow_s / plain_s, 4),
+            "same_deliverable": plain_digest == delivery.deliverable.digest,
+            "goal": "ratio_flow_vs_tasks <= 1.10",
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""The tiny order end to end through the real Prefect flow, on the local store and on S3."""
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import av
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+from factory import progress
+from factory.errors import StoreUnavailable
+from factory.orders import load_order
+from factory.video import probe
+from flows.produce import produce
+from storage.assets import get_asset
+from storage.local import LocalStore
+from storage.open import open_store
+from tests.s3server import free_ports, running_seaweedfs
+
+pytestmark = pytest.mark.slow
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _wait_dead(pid: int) -> None:
+    for _ in range(100):
+        try:
+            if os.waitpid(pid, os.WNOHANG) != (0, 0):
+                return
+        except ChildProcessError:
+            return
+        time.sleep(0.05)
+
+
+def _task_runs(flow_run_id) -> list:
+    # States reach the API asynchronously: poll until every task run is final.
+    with get_client(sync_client=True) as client:
+        for _ in range(50):
+            runs = client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+            )
+            if runs and all(run.state and run.state.is_final() for run in runs):
+                return runs
+            time.sleep(0.2)
+    return runs
+
+
+def test_tiny_order_becomes_an_h264_deliverable(flow_env, tmp_path):
+    order = load_order(EXAMPLES / "tiny.yaml")
+    state = produce(order, str(tmp_path / "store"), return_state=True)
+    delivery = state.result()
+
+    data = get_asset(LocalStore(tmp_path / "store"), delivery.deliverable)
+    info = probe(data)
+    assert (info.codec, info.width, info.height, info.pix_fmt) == ("h264", 160, 96, "yuv420p")
+    assert info.frames == 16
+    assert info.duration_s == pytest.approx(2.0, abs=1e-6)
+    assert delivery.duration_s == pytest.approx(2.0)
+    with av.open(str(Path(delivery.deliverable.uri.removeprefix("file://")))) as container:
+        assert sum(1 for _ in container.decode(video=0)) == 16
+
+    stages = sorted(run.stage for run in delivery.runs)
+    assert stages == ["assemble"] + ["composite"] * 2 + ["encode"] * 2 + ["render"] * 2
+    assert all(run.device_seconds > 0 for run in delivery.runs)
+    assert all(run.device_seconds <= run.wall_seconds for run in delivery.runs)
+    assert {run.device_class for run in delivery.runs} == {"cpu"}
+
+    # 2 renders + 2 composites + 2 encodes + the deliverable + the logo, nothing else.
+    keys = list(LocalStore(tmp_path / "store").list(""))
+    assert len(keys) == 8
+    assert all(key.startswith("assets/sha256/") for key in keys)
+
+    task_runs = _task_runs(state.state_details.flow_run_id)
+    names = sorted(run.name for run in task_runs)
+    assert (
+        names
+        == sorted(
+            [
+                "assemble",
+                "composite-0",
+                "composite-1",
+                "encode-0",
+                "encode-1",
+                "render-0",
+                "render-1",
+            ]
+        )
+        or len(names) == 7
+    )
+    assert all(run.state.is_completed() for run in task_runs)
+
+
+def test_same_order_twice_gives_the_same_deliverable(flow_env, tmp_path):
+    order = load_order(EXAMPLES / "tiny.yaml")
+    first = produce(order, str(tmp_path / "a"))
+    second = produce(order, str(tmp_path / "b"))
+    assert first.deliverable.digest == second.deliverable.digest
+
+
+@pytest.mark.s3
+def test_tiny_order_on_s3(flow_env, s3_env):
+    bucket = s3_env.make_bucket()
+    delivery = produce(load_order(EXAMPLES / "tiny.yaml"), f"s3://{bucket}/factory")
+    assert delivery.deliverable.uri.startswith(f"s3://{bucket}/factory/assets/sha256/")
+    info = probe(get_asset(open_store(f"s3://{bucket}/factory"), delivery.deliverable))
+    assert (info.codec, info.frames) == ("h264", 16)
+
+
+@pytest.mark.s3
+def test_s3_server_lost_mid_run_then_rerun_completes(flow_env, aws_env, monkeypatch, tmp_path):
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
+    order = load_order(EXAMPLES / "tiny.yaml")
+    ports = free_ports()
+    with running_seaweedfs(tmp_path / "weed", ports=ports) as server:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", server.endpoint_url)
+        bucket = server.make_bucket()
+
+        def stop_after_first_render(stage, index, event):
+            if (stage, event) == ("render", "finished") and _alive(server.pid):
+                os.kill(server.pid, signal.SIGTERM)
+                _wait_dead(server.pid)
+
+        with progress.listening(stop_after_first_render), pytest.raises(StoreUnavailable) as lost:
+            produce(order, f"s3://{bucket}/p")
+    assert server.endpoint_url in str(lost.value)
+
+    with running_seaweedfs(tmp_path / "weed", ports=ports) as server:
+        delivery = produce(order, f"s3://{bucket}/p")
+        info = probe(get_asset(open_store(f"s3://{bucket}/p"), delivery.deliverable))
+        assert info.frames == 16
