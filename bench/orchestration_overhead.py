@@ -17,14 +17,14 @@ from pathlib import Path
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
-from bench.common import emit, timed  # noqa: E402
-from factory.orders import Order, load_order  # noqa: E402
-from factory.settings import Settings  # noqa: E402
-from tasks.assemble import assemble_segments  # noqa: E402
-from tasks.composite import composite_segment  # noqa: E402
-from tasks.encode import encode_segment  # noqa: E402
-from tasks.prepare import prepare  # noqa: E402
-from tasks.render import render_segment  # noqa: E402
+from bench.common import emit, timed
+from factory.orders import Order, load_order
+from factory.settings import Settings
+from tasks.assemble import assemble_segments
+from tasks.composite import composite_segment
+from tasks.encode import encode_segment
+from tasks.prepare import prepare
+from tasks.render import render_segment
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
