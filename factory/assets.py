@@ -10,7 +10,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Stage = Literal["render", "composite", "encode", "assemble"]
+from factory.registry import ResolvedModel
+
+Stage = Literal["ingest", "render", "composite", "encode", "assemble"]
 
 MEDIA_LOSSLESS_MP4 = "video/mp4; codecs=h264-lossless-rgb"
 MEDIA_MP4 = "video/mp4"
@@ -48,10 +50,19 @@ class RunRecord(BaseModel):
     output_digest: str
 
 
-class StageResult(BaseModel):
-    """What every stage function returns: the asset and its run record."""
+class Recorded(BaseModel):
+    """An asset together with the digest of the signed lineage record that describes it."""
 
     model_config = ConfigDict(frozen=True)
 
     asset: AssetRef
+    record_digest: str = Field(description="SHA-256 of the asset's lineage record envelope")
+    models: list[ResolvedModel] = Field(
+        default=[], description="The models in this asset's ancestry, for its C2PA assertion"
+    )
+
+
+class StageResult(Recorded):
+    """What every stage function returns: the asset, its record digest and its run record."""
+
     run: RunRecord

@@ -78,11 +78,20 @@ def run(
     order = load_order(order_file)
     if registry is not None:
         os.environ["FACTORY_REGISTRY"] = str(registry)
+    _quiet_libraries(verbose)
     from factory.settings import Settings
     from tasks.prepare import check_order
 
-    _quiet_libraries(verbose)
-    check_order(order, Settings(), store)
+    checked_store, _ = check_order(order, Settings(), store)
+    from tasks.provenance import ensure_identity
+
+    if ensure_identity(checked_store):
+        from factory.keys import default_keys_dir
+
+        console.print(
+            f"created the factory's signing keys in {default_keys_dir()} "
+            "(public keys published to the store; see `factory keys --help`)"
+        )
     from factory.runner import run_with_progress
 
     delivery = run_with_progress(order, store, console, show=not as_json)
@@ -106,6 +115,115 @@ def run(
     table.add_row("stored at", delivery.deliverable.uri)
     table.add_row("device-seconds", f"{delivery.device_seconds:.2f} ({_devices(delivery)})")
     out.print(table)
+
+
+def _resolve_target(target: str, store_spec: str | None):
+    """A file's bytes, or a digest (sha256:… or bare hex) to look up in the store."""
+    from factory.settings import Settings
+    from storage.open import open_store
+
+    store = open_store(store_spec or Settings().store_spec)
+    path = Path(target)
+    if path.is_file():
+        return store, None, path.read_bytes()
+    digest = target.removeprefix("sha256:")
+    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise BadInput(f"{target} is neither a file nor an asset digest (sha256:<64 hex>)")
+    return store, digest, None
+
+
+def _tree(node, label, tree=None):
+    from rich.tree import Tree
+
+    text = label(node)
+    branch = Tree(text) if tree is None else tree.add(text)
+    for parent in node.parents:
+        _tree(parent, label, branch)
+    return branch
+
+
+@app.command()
+def verify(
+    target: Annotated[
+        str, typer.Argument(metavar="FILE_OR_DIGEST", help="An MP4 file, or sha256:DIGEST")
+    ],
+    store: StoreOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
+) -> None:
+    """Verify an asset's C2PA manifest and its whole signed lineage, from the store alone.
+
+    Checks the manifest (Trusted against the factory root, every ingredient walked), every
+    ancestor's lineage record signature, every hash link between records, and every stored
+    asset's bytes. Exit 0 only when everything verifies.
+    """
+    from storage.verification import verify as verify_asset
+
+    store_obj, digest, data = _resolve_target(target, store)
+    report = verify_asset(store_obj, digest=digest, data=data)
+    if as_json:
+        out.print_json(report.model_dump_json())
+    else:
+
+        def label(node) -> Text:
+            mark = ("✗ ", "bold red") if node.problems else ("✓ ", "green")
+            return Text.assemble(
+                mark,
+                (f"{node.stage or '?':<9} ", "bold"),
+                f"sha256:{node.digest[:16]}…  {node.media_type or ''}",
+                f"  model={node.model}" if node.model else "",
+            )
+
+        out.print(_tree(report.tree, label))
+        for problem in report.problems:
+            out.print(Text.assemble(("  problem: ", "red"), problem))
+        verdict = ("VERIFIED", "bold green") if report.verified else ("NOT VERIFIED", "bold red")
+        out.print(Text.assemble(verdict, f"  sha256:{report.digest}"))
+    if not report.verified:
+        raise typer.Exit(1)
+
+
+@app.command()
+def lineage(
+    target: Annotated[str, typer.Argument(metavar="DIGEST", help="sha256:DIGEST or an MP4 file")],
+    store: StoreOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the ancestry as JSON")] = False,
+) -> None:
+    """Show an asset's ancestry down to its renders, with models, training data and royalties."""
+    from factory.assets import sha256_hex
+    from storage.ancestry import ancestry
+
+    store_obj, digest, data = _resolve_target(target, store)
+    result = ancestry(store_obj, digest or sha256_hex(data))
+    if as_json:
+        out.print_json(result.model_dump_json())
+        return
+
+    def label(node) -> Text:
+        model = f"  model={node.model}" if node.model else ""
+        caption = node.parameters.get("caption") or node.parameters.get("prompt") or ""
+        return Text.assemble(
+            (f"{node.stage:<9} ", "bold"),
+            f"sha256:{node.digest[:16]}…{model}",
+            (f"  {caption}" if caption else "", "dim"),
+        )
+
+    out.print(_tree(result.tree, label))
+    models = Table(title="Models")
+    for column in ("model", "weights fingerprint", "trained on"):
+        models.add_column(column)
+    for model in result.models:
+        models.add_row(
+            model.name,
+            model.weights_fingerprint[:16] + "…",
+            "\n".join(source.source for source in model.training_provenance),
+        )
+    out.print(models)
+    royalties = Table(title=f"Royalty split over {result.rendered_seconds:.1f} rendered seconds")
+    for column in ("rights holder", "share", "seconds"):
+        royalties.add_column(column)
+    for line in result.royalties:
+        royalties.add_row(line.holder, f"{line.share:.1%}", f"{line.seconds:.2f}")
+    out.print(royalties)
 
 
 def _devices(delivery) -> str:
@@ -148,6 +266,15 @@ def models(registry: RegistryOption = None) -> None:
             "\n".join(f"{share.holder} {share.share:.0%}" for share in entry.royalty_routing),
         )
     out.print(table)
+
+
+def _register_subcommands() -> None:
+    from factory.cli_keys import keys_app
+
+    app.add_typer(keys_app, name="keys", help="Create, rotate and list the factory's signing keys")
+
+
+_register_subcommands()
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ Private material lives only in ``keys_dir`` (default ``$FACTORY_HOME/keys``, mod
     c2pa-root.pem          the C2PA root certificate (the trust anchor verifiers pin)
     c2pa-leaf.pem          the C2PA signing certificate chain, as the chain maker gives it
     c2pa-leaf.key          the C2PA leaf's private key, mode 0600
+    c2pa-alg               the C2PA signing algorithm the chain was made for (es256)
 
 A key id is the SHA-256 (hex) of the raw 32-byte Ed25519 public key, so anyone can
 recompute it from the public key alone. Public halves are published to the object
@@ -16,6 +17,7 @@ Rotation makes a new key active and keeps the old ones (published and on disk), 
 records signed before still verify; an inactive key never signs again.
 """
 
+import contextlib
 import hashlib
 import os
 import re
@@ -34,6 +36,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 from securesystemslib.signer import CryptoSigner, SSlibKey
 
+from factory.content_credentials import CertificateChain, make_certificate_chain
 from factory.errors import FactoryError, IntegrityError, ObjectNotFound, WriteConflict
 from factory.settings import Settings
 from storage.objectstore import ObjectStore
@@ -43,6 +46,7 @@ C2PA_PREFIX = "keys/c2pa/"
 C2PA_ROOT = "c2pa-root.pem"
 C2PA_LEAF = "c2pa-leaf.pem"
 C2PA_LEAF_KEY = "c2pa-leaf.key"
+C2PA_ALG = "c2pa-alg"
 DEFAULT_COMMON_NAME = "Asset Factory"
 
 _ACTIVE = "active"
@@ -72,9 +76,8 @@ class LineageSigner(CryptoSigner):
         return public_pem(self._private_key.public_key())
 
     def __repr__(self) -> str:
+        # str() falls back to this too.
         return f"LineageSigner(key_id={self.key_id!r})"
-
-    __str__ = __repr__
 
 
 def default_keys_dir() -> Path:
@@ -90,9 +93,7 @@ def public_pem(public_key: Ed25519PublicKey) -> bytes:
     return public_key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
 
 
-def init(
-    keys_dir: Path | None = None, common_name: str = DEFAULT_COMMON_NAME
-) -> tuple[str, bool]:
+def init(keys_dir: Path | None = None, common_name: str = DEFAULT_COMMON_NAME) -> tuple[str, bool]:
     """Create the lineage key and the C2PA chain where absent; (active key id, created a key)."""
     keys_dir = _prepare_dir(keys_dir)
     if not (keys_dir / C2PA_ROOT).exists():
@@ -143,6 +144,23 @@ def load_signer(keys_dir: Path | None = None) -> LineageSigner:
     if current is None:
         raise FactoryError(f"No lineage signing key in {keys_dir}: {_INIT_HINT}.")
     return LineageSigner(_load_private(keys_dir, current))
+
+
+def load_c2pa_chain(keys_dir: Path | None = None) -> CertificateChain:
+    """The C2PA signing chain and its private key, as `init` stored them."""
+    keys_dir = keys_dir or default_keys_dir()
+    try:
+        return CertificateChain(
+            root_cert_pem=(keys_dir / C2PA_ROOT).read_bytes(),
+            leaf_cert_pem=(keys_dir / C2PA_LEAF).read_bytes(),
+            leaf_key_pem=(keys_dir / C2PA_LEAF_KEY).read_bytes(),
+            alg=(keys_dir / C2PA_ALG).read_text().strip(),
+        )
+    except FileNotFoundError as err:
+        raise FactoryError(
+            f"The C2PA signing chain in {keys_dir} is incomplete ({Path(err.filename).name} "
+            f"is missing): {_INIT_HINT}."
+        ) from None
 
 
 def publish_public_keys(keys_dir: Path | None, store: ObjectStore) -> list[str]:
@@ -217,13 +235,11 @@ def _create_key(keys_dir: Path) -> str:
 
 
 def _create_c2pa_chain(keys_dir: Path, common_name: str) -> None:
-    # Imported here so that lineage signing never pays for loading the C2PA side.
-    from factory.content_credentials import make_certificate_chain
-
     chain = make_certificate_chain(common_name)
     # The root goes last: its presence is what marks the chain complete.
     _write_private(keys_dir / C2PA_LEAF_KEY, chain.leaf_key_pem, replace=True)
     _write_private(keys_dir / C2PA_LEAF, chain.leaf_cert_pem, replace=True)
+    _write_private(keys_dir / C2PA_ALG, chain.alg.encode(), replace=True)
     _write_private(keys_dir / C2PA_ROOT, chain.root_cert_pem, replace=True)
 
 
@@ -274,10 +290,8 @@ def _load_private(keys_dir: Path, wanted: str) -> Ed25519PrivateKey:
         ) from None
     # Errors from parsing are replaced, never chained: they could quote the key's bytes.
     private = None
-    try:
+    with contextlib.suppress(ValueError, TypeError, UnsupportedAlgorithm):
         private = load_pem_private_key(data, password=None)
-    except (ValueError, TypeError, UnsupportedAlgorithm):
-        pass
     if not isinstance(private, Ed25519PrivateKey):
         raise FactoryError(f"{path} is not an unencrypted Ed25519 private key in PEM.")
     if key_id(private.public_key()) != wanted:

@@ -1,6 +1,7 @@
 """The order-to-deliverable flow: render → composite → encode per segment, then assemble."""
 
 from prefect import flow
+from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -12,6 +13,7 @@ from tasks.assemble import assemble_task
 from tasks.composite import composite_task
 from tasks.encode import encode_task
 from tasks.prepare import prepare
+from tasks.provenance import RunContext
 from tasks.render import render_task
 
 
@@ -21,7 +23,9 @@ class Delivery(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     order_id: str
+    flow_run_id: str
     deliverable: AssetRef
+    record_digest: str = Field(description="SHA-256 of the deliverable's lineage record")
     duration_s: float = Field(description="Seconds of video delivered")
     store: str
     runs: list[RunRecord]
@@ -42,12 +46,12 @@ def produce(order: Order, store: str | None = None) -> Delivery:
     `store` is a directory or s3://bucket/prefix; unset means FACTORY_STORE or
     the local default under FACTORY_HOME.
     """
-    settings = Settings()
-    production = prepare(order, settings, store)
+    context = RunContext(order_id=order.id, flow_run_id=str(flow_run.id))
+    production = prepare(order, Settings(), store, context)
     rendered, composited, encoded = [], [], []
     for index, segment in enumerate(order.segments):
         render = render_task.submit(
-            production.store, segment, index, production.models[segment.model]
+            production.store, segment, index, production.models[segment.model], context
         )
         composite = composite_task.submit(
             production.store,
@@ -56,18 +60,25 @@ def produce(order: Order, store: str | None = None) -> Delivery:
             index,
             order.composite,
             order.caption_for(index),
+            context,
             production.background,
             production.logo,
         )
-        encode = encode_task.submit(production.store, composite, segment, index, order.encode)
+        encode = encode_task.submit(
+            production.store, composite, segment, index, order.encode, context
+        )
         rendered.append(render)
         composited.append(composite)
         encoded.append(encode)
-    assembled = assemble_task(production.store, encoded, fragmented=order.encode.fragmented)
+    assembled = assemble_task(
+        production.store, encoded, fragmented=order.encode.fragmented, context=context
+    )
     runs = [future.result().run for future in (*rendered, *composited, *encoded)]
     return Delivery(
         order_id=order.id,
+        flow_run_id=context.flow_run_id,
         deliverable=assembled.asset,
+        record_digest=assembled.record_digest,
         duration_s=order.duration_s,
         store=production.store.url,
         runs=[*runs, assembled.run],

@@ -3,24 +3,53 @@
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from factory.assets import MEDIA_MP4, AssetRef, StageResult
+from factory.assets import MEDIA_MP4, Recorded, StageResult
 from factory.video import concat_mp4
 from storage.assets import get_asset, put_asset
 from storage.objectstore import ObjectStore
 from tasks.clock import is_transient, stage_clock
+from tasks.provenance import (
+    RunContext,
+    credential_signer,
+    ingredient,
+    media_assertion,
+    models_of,
+    write_record,
+)
 
 STAGE_VERSION = "1"
 
 
 def assemble_segments(
-    store: ObjectStore, segments: list[AssetRef], *, fragmented: bool
+    store: ObjectStore, segments: list[Recorded], *, fragmented: bool, context: RunContext
 ) -> StageResult:
     with stage_clock("assemble", None) as clock:
-        parts = [get_asset(store, ref) for ref in segments]
+        parts = [get_asset(store, ref.asset) for ref in segments]
         with clock.device():
             data = concat_mp4(parts, fragmented=fragmented)
-        parents = tuple(ref.digest for ref in segments)
-        return clock.finish(put_asset(store, data, MEDIA_MP4, parents))
+        models = models_of(segments)
+        signed = credential_signer().sign_assembled(
+            data,
+            title=f"{context.order_id} deliverable",
+            segments=[
+                ingredient(ref, part, f"segment {index}", f"segment-{index}")
+                for index, (ref, part) in enumerate(zip(segments, parts, strict=True))
+            ],
+            provenance=media_assertion("assemble", context, segments, models),
+        )
+        asset = put_asset(store, signed, MEDIA_MP4, tuple(ref.asset.digest for ref in segments))
+        run = clock.run_record(asset)
+        digest = write_record(
+            store,
+            asset,
+            stage="assemble",
+            version=STAGE_VERSION,
+            parents=list(segments),
+            context=context,
+            run=run,
+            parameters={"fragmented": fragmented, "segments": len(segments)},
+        )
+        return StageResult(asset=asset, run=run, record_digest=digest, models=models)
 
 
 @task(
@@ -31,6 +60,6 @@ def assemble_segments(
     cache_policy=NO_CACHE,
 )
 def assemble_task(
-    store: ObjectStore, encoded: list[StageResult], *, fragmented: bool
+    store: ObjectStore, encoded: list[StageResult], *, fragmented: bool, context: RunContext
 ) -> StageResult:
-    return assemble_segments(store, [result.asset for result in encoded], fragmented=fragmented)
+    return assemble_segments(store, list(encoded), fragmented=fragmented, context=context)

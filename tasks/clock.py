@@ -6,7 +6,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from factory import progress
-from factory.assets import AssetRef, RunRecord, Stage, StageResult
+from factory.assets import AssetRef, RunRecord, Stage
 from factory.errors import StoreUnavailable
 
 
@@ -29,8 +29,9 @@ class StageClock:
         finally:
             self.device_seconds += time.perf_counter() - start
 
-    def finish(self, asset: AssetRef) -> StageResult:
-        run = RunRecord(
+    def run_record(self, asset: AssetRef) -> RunRecord:
+        """The run so far; device-seconds are final once the compute is done."""
+        return RunRecord(
             stage=self.stage,
             segment_index=self.segment_index,
             device_class=self.device_class,
@@ -40,7 +41,6 @@ class StageClock:
             ended=datetime.now(UTC),
             output_digest=asset.digest,
         )
-        return StageResult(asset=asset, run=run)
 
 
 @contextmanager

@@ -3,43 +3,86 @@
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from factory.assets import MEDIA_LOSSLESS_MP4, AssetRef, StageResult
+from factory.assets import MEDIA_LOSSLESS_MP4, Recorded, StageResult
 from factory.compositing import Compositor
 from factory.orders import CompositeSpec, Segment
 from factory.video import decode_frames, encode_lossless
 from storage.assets import get_asset, put_asset
 from storage.objectstore import ObjectStore
 from tasks.clock import is_transient, stage_clock
+from tasks.provenance import (
+    RunContext,
+    credential_signer,
+    ingredient,
+    media_assertion,
+    write_record,
+)
 
 STAGE_VERSION = "1"
 
 
 def composite_segment(
     store: ObjectStore,
-    rendered: AssetRef,
+    rendered: Recorded,
     segment: Segment,
     index: int,
     spec: CompositeSpec,
     caption: str,
-    background: AssetRef | None = None,
-    logo: AssetRef | None = None,
+    context: RunContext,
+    background: Recorded | None = None,
+    logo: Recorded | None = None,
 ) -> StageResult:
     """Lay one rendered segment onto its canvas and store the result losslessly."""
     with stage_clock("composite", index) as clock:
-        frames = decode_frames(get_asset(store, rendered))
+        render_bytes = get_asset(store, rendered.asset)
+        frames = decode_frames(render_bytes)
+        components = {
+            role: (ref, get_asset(store, ref.asset))
+            for role, ref in (("background", background), ("logo", logo))
+            if ref is not None
+        }
         compositor = Compositor(
             spec,
             segment.width,
             segment.height,
             caption,
-            background_image=get_asset(store, background) if background else None,
-            logo=get_asset(store, logo) if logo else None,
+            background_image=components["background"][1] if "background" in components else None,
+            logo=components["logo"][1] if "logo" in components else None,
         )
         with clock.device():
             composed = compositor.compose(frames)
-        parents = tuple(ref.digest for ref in (rendered, background, logo) if ref is not None)
-        data = encode_lossless(composed, segment.fps)
-        return clock.finish(put_asset(store, data, MEDIA_LOSSLESS_MP4, parents))
+        parents = [rendered, *(ref for ref, _ in components.values())]
+        signed = credential_signer().sign_composite(
+            encode_lossless(composed, segment.fps),
+            title=f"{context.order_id} segment {index} composite",
+            render=ingredient(rendered, render_bytes, f"segment {index} render", "render"),
+            components=[
+                ingredient(ref, data, role, role) for role, (ref, data) in components.items()
+            ],
+            provenance=media_assertion("composite", context, parents, rendered.models),
+        )
+        asset = put_asset(
+            store, signed, MEDIA_LOSSLESS_MP4, tuple(ref.asset.digest for ref in parents)
+        )
+        run = clock.run_record(asset)
+        parameters = {
+            **spec.model_dump(mode="json", exclude={"captions", "background_image", "logo"}),
+            "caption": caption,
+            "width": segment.width,
+            "height": segment.height,
+            "segment_index": index,
+        }
+        digest = write_record(
+            store,
+            asset,
+            stage="composite",
+            version=STAGE_VERSION,
+            parents=parents,
+            context=context,
+            run=run,
+            parameters=parameters,
+        )
+        return StageResult(asset=asset, run=run, record_digest=digest, models=rendered.models)
 
 
 @task(
@@ -57,7 +100,10 @@ def composite_task(
     index: int,
     spec: CompositeSpec,
     caption: str,
-    background: AssetRef | None = None,
-    logo: AssetRef | None = None,
+    context: RunContext,
+    background: Recorded | None = None,
+    logo: Recorded | None = None,
 ) -> StageResult:
-    return composite_segment(store, rendered.asset, segment, index, spec, caption, background, logo)
+    return composite_segment(
+        store, rendered, segment, index, spec, caption, context, background, logo
+    )

@@ -3,26 +3,57 @@
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from factory.assets import MEDIA_MP4, AssetRef, StageResult
+from factory.assets import MEDIA_MP4, Recorded, StageResult
 from factory.orders import EncodeSpec, Segment
 from factory.video import decode_frames, encode_h264
 from storage.assets import get_asset, put_asset
 from storage.objectstore import ObjectStore
 from tasks.clock import is_transient, stage_clock
+from tasks.provenance import (
+    RunContext,
+    credential_signer,
+    ingredient,
+    media_assertion,
+    write_record,
+)
 
 STAGE_VERSION = "1"
 
 
 def encode_segment(
-    store: ObjectStore, composited: AssetRef, segment: Segment, index: int, spec: EncodeSpec
+    store: ObjectStore,
+    composited: Recorded,
+    segment: Segment,
+    index: int,
+    spec: EncodeSpec,
+    context: RunContext,
 ) -> StageResult:
     with stage_clock("encode", index) as clock:
-        frames = decode_frames(get_asset(store, composited))
+        source = get_asset(store, composited.asset)
+        frames = decode_frames(source)
         with clock.device():
             data = encode_h264(
                 frames, segment.fps, crf=spec.crf, preset=spec.preset, fragmented=spec.fragmented
             )
-        return clock.finish(put_asset(store, data, MEDIA_MP4, (composited.digest,)))
+        signed = credential_signer().sign_encoded(
+            data,
+            title=f"{context.order_id} segment {index}",
+            source=ingredient(composited, source, f"segment {index} composite", "composite"),
+            provenance=media_assertion("encode", context, [composited], composited.models),
+        )
+        asset = put_asset(store, signed, MEDIA_MP4, (composited.asset.digest,))
+        run = clock.run_record(asset)
+        digest = write_record(
+            store,
+            asset,
+            stage="encode",
+            version=STAGE_VERSION,
+            parents=[composited],
+            context=context,
+            run=run,
+            parameters={**spec.model_dump(mode="json"), "fps": segment.fps, "segment_index": index},
+        )
+        return StageResult(asset=asset, run=run, record_digest=digest, models=composited.models)
 
 
 @task(
@@ -34,6 +65,11 @@ def encode_segment(
     cache_policy=NO_CACHE,
 )
 def encode_task(
-    store: ObjectStore, composited: StageResult, segment: Segment, index: int, spec: EncodeSpec
+    store: ObjectStore,
+    composited: StageResult,
+    segment: Segment,
+    index: int,
+    spec: EncodeSpec,
+    context: RunContext,
 ) -> StageResult:
-    return encode_segment(store, composited.asset, segment, index, spec)
+    return encode_segment(store, composited, segment, index, spec, context)

@@ -8,14 +8,14 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from factory.assets import AssetRef
+from factory.assets import Recorded
 from factory.errors import BadInput
 from factory.orders import Order
 from factory.registry import ResolvedModel, load_registry, resolve_model
 from factory.settings import Settings
-from storage.assets import put_asset
 from storage.objectstore import ObjectStore
 from storage.open import open_store
+from tasks.provenance import RunContext, ensure_identity, ingest_input
 
 _IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
 
@@ -27,8 +27,8 @@ class Production(BaseModel):
 
     store: ObjectStore
     models: dict[str, ResolvedModel]
-    background: AssetRef | None
-    logo: AssetRef | None
+    background: Recorded | None
+    logo: Recorded | None
 
 
 def _read_image(path_text: str, role: str) -> tuple[bytes, str]:
@@ -61,15 +61,21 @@ def check_order(
     return store, models
 
 
-def prepare(order: Order, settings: Settings, store_spec: str | None = None) -> Production:
-    """Check the order, then store its input images as assets."""
+def prepare(
+    order: Order, settings: Settings, store_spec: str | None, context: RunContext
+) -> Production:
+    """Check the order, make sure the signing identity exists, then ingest its input images."""
     store, models = check_order(order, settings, store_spec)
-    refs = {}
+    ensure_identity(store)
+    inputs = {}
     for role in ("background_image", "logo"):
         value = getattr(order.composite, role)
         if value:
             data, media_type = _read_image(value, role)
-            refs[role] = put_asset(store, data, media_type)
+            inputs[role] = ingest_input(store, data, media_type, role, context)
     return Production(
-        store=store, models=models, background=refs.get("background_image"), logo=refs.get("logo")
+        store=store,
+        models=models,
+        background=inputs.get("background_image"),
+        logo=inputs.get("logo"),
     )

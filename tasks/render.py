@@ -11,14 +11,28 @@ from factory.video import encode_lossless
 from storage.assets import put_asset
 from storage.objectstore import ObjectStore
 from tasks.clock import is_transient, stage_clock
+from tasks.provenance import RunContext, credential_signer, media_assertion, write_record
 
 STAGE_VERSION = "1"
 
 
 def render_segment(
-    store: ObjectStore, segment: Segment, index: int, model: ResolvedModel
+    store: ObjectStore, segment: Segment, index: int, model: ResolvedModel, context: RunContext
 ) -> StageResult:
     """Render ``segment`` at the model's native size and store it as a lossless MP4."""
+    parameters = {
+        "prompt": segment.prompt,
+        "negative_prompt": segment.negative_prompt,
+        "seed": segment.seed,
+        "steps": segment.steps or model.entry.default_steps,
+        "guidance": segment.guidance,
+        "frames": segment.frame_count,
+        "fps": segment.fps,
+        "width": model.entry.render_width,
+        "height": model.entry.render_height,
+        "pipeline_class": model.entry.pipeline_class,
+        "segment_index": index,
+    }
     with stage_clock("render", index, device_class()) as clock:
         handle = get_pipeline(model.path, model.entry.pipeline_class)
         # The lock serialises calls on a shared pipeline (its scheduler holds state), so
@@ -32,11 +46,28 @@ def render_segment(
                 num_frames=segment.frame_count,
                 width=model.entry.render_width,
                 height=model.entry.render_height,
-                steps=segment.steps or model.entry.default_steps,
+                steps=parameters["steps"],
                 guidance=segment.guidance,
             )
-        asset = put_asset(store, encode_lossless(frames, segment.fps), MEDIA_LOSSLESS_MP4)
-        return clock.finish(asset)
+        signed = credential_signer().sign_rendered(
+            encode_lossless(frames, segment.fps),
+            title=f"{context.order_id} segment {index} render",
+            provenance=media_assertion("render", context, [], [model]),
+        )
+        asset = put_asset(store, signed, MEDIA_LOSSLESS_MP4)
+        run = clock.run_record(asset)
+        digest = write_record(
+            store,
+            asset,
+            stage="render",
+            version=STAGE_VERSION,
+            parents=[],
+            context=context,
+            run=run,
+            model=model,
+            parameters=parameters,
+        )
+        return StageResult(asset=asset, run=run, record_digest=digest, models=[model])
 
 
 @task(
@@ -48,6 +79,6 @@ def render_segment(
     cache_policy=NO_CACHE,
 )
 def render_task(
-    store: ObjectStore, segment: Segment, index: int, model: ResolvedModel
+    store: ObjectStore, segment: Segment, index: int, model: ResolvedModel, context: RunContext
 ) -> StageResult:
-    return render_segment(store, segment, index, model)
+    return render_segment(store, segment, index, model, context)

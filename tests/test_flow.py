@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
@@ -13,7 +14,7 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from factory import progress
 from factory.errors import StoreUnavailable
 from factory.orders import load_order
-from factory.video import probe
+from factory.video import decode_frames, probe
 from flows.produce import produce
 from storage.assets import get_asset
 from storage.local import LocalStore
@@ -76,10 +77,14 @@ def test_tiny_order_becomes_an_h264_deliverable(flow_env, tmp_path):
     assert all(run.device_seconds <= run.wall_seconds for run in delivery.runs)
     assert {run.device_class for run in delivery.runs} == {"cpu"}
 
-    # 2 renders + 2 composites + 2 encodes + the deliverable + the logo, nothing else.
+    # 2 renders + 2 composites + 2 encodes + the deliverable + the logo, each with one
+    # lineage record and one run-index entry; plus the published public key and C2PA root.
     keys = list(LocalStore(tmp_path / "store").list(""))
-    assert len(keys) == 8
-    assert all(key.startswith("assets/sha256/") for key in keys)
+    assert len([key for key in keys if key.startswith("assets/sha256/")]) == 8
+    assert len([key for key in keys if key.startswith("lineage/records/")]) == 8
+    assert len([key for key in keys if key.startswith("lineage/runs/")]) == 8
+    assert len([key for key in keys if key.startswith("keys/")]) == 2
+    assert len(keys) == 26
 
     task_runs = _task_runs(state.state_details.flow_run_id)
     names = sorted(run.name for run in task_runs)
@@ -101,11 +106,18 @@ def test_tiny_order_becomes_an_h264_deliverable(flow_env, tmp_path):
     assert all(run.state.is_completed() for run in task_runs)
 
 
-def test_same_order_twice_gives_the_same_deliverable(flow_env, tmp_path):
+def test_same_order_twice_decodes_to_the_same_frames(flow_env, tmp_path):
+    # The bytes differ (each C2PA manifest has its own instance ids and signature),
+    # the pictures must not.
     order = load_order(EXAMPLES / "tiny.yaml")
     first = produce(order, str(tmp_path / "a"))
     second = produce(order, str(tmp_path / "b"))
-    assert first.deliverable.digest == second.deliverable.digest
+    assert first.deliverable.digest != second.deliverable.digest
+    frames = [
+        decode_frames(get_asset(LocalStore(tmp_path / name), delivery.deliverable))
+        for name, delivery in (("a", first), ("b", second))
+    ]
+    assert np.array_equal(*frames)
 
 
 @pytest.mark.s3

@@ -1,0 +1,212 @@
+"""Provenance for every stage: the signed lineage record (and C2PA manifest) of its output.
+
+Signing identities are loaded from the keys directory once per process and never
+travel as task parameters, so no private key reaches Prefect's API or logs.
+"""
+
+import subprocess
+import threading
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+
+from prefect.runtime import task_run
+from pydantic import BaseModel, ConfigDict, JsonValue
+
+import factory
+from factory import keys
+from factory.assets import AssetRef, Recorded, RunRecord
+from factory.content_credentials import CredentialSigner, Ingredient
+from factory.errors import WriteConflict
+from factory.lineage import (
+    AssetInfo,
+    CodeInfo,
+    LineageRecord,
+    ModelInfo,
+    ParentLink,
+    StageInfo,
+    record_digest,
+    sign_record,
+)
+from factory.registry import ResolvedModel
+from storage.assets import put_asset
+from storage.lineage import RecordStore
+from storage.objectstore import ObjectStore
+
+
+class RunContext(BaseModel):
+    """Who asked for the work: the order and the flow run every record names."""
+
+    model_config = ConfigDict(frozen=True)
+
+    order_id: str
+    flow_run_id: str
+
+
+@cache
+def code_info() -> CodeInfo:
+    """The package version, and the git commit when running from a checkout."""
+    root = Path(factory.__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    return CodeInfo(package_version=factory.__version__, git_commit=commit or None)
+
+
+_signers: dict[Path, keys.LineageSigner] = {}
+_credentials: dict[Path, CredentialSigner] = {}
+_signers_lock = threading.Lock()
+
+
+def lineage_signer(keys_dir: Path | None = None) -> keys.LineageSigner:
+    keys_dir = (keys_dir or keys.default_keys_dir()).resolve()
+    with _signers_lock:
+        if keys_dir not in _signers:
+            _signers[keys_dir] = keys.load_signer(keys_dir)
+        return _signers[keys_dir]
+
+
+def credential_signer(keys_dir: Path | None = None) -> CredentialSigner:
+    """The C2PA signer for the factory's certificate chain, shared by this process's threads."""
+    keys_dir = (keys_dir or keys.default_keys_dir()).resolve()
+    with _signers_lock:
+        if keys_dir not in _credentials:
+            _credentials[keys_dir] = CredentialSigner(keys.load_c2pa_chain(keys_dir))
+        return _credentials[keys_dir]
+
+
+def ingredient(parent: Recorded, data: bytes, title: str, label: str) -> Ingredient:
+    """A parent asset as a C2PA ingredient (MP4, PNG or JPEG by its media type)."""
+    media_type = parent.asset.media_type.split(";")[0]
+    return Ingredient(data=data, title=title, label=label, format=media_type)
+
+
+def models_of(parents: list[Recorded]) -> list[ResolvedModel]:
+    """The distinct models in the ancestry of ``parents``, in first-seen order."""
+    found: dict[str, ResolvedModel] = {}
+    for parent in parents:
+        for model in parent.models:
+            found.setdefault(f"{model.entry.name}:{model.fingerprint}", model)
+    return list(found.values())
+
+
+def media_assertion(
+    stage: str, context: RunContext, parents: list[Recorded], models: list[ResolvedModel]
+) -> dict[str, JsonValue]:
+    """What the factory's custom C2PA assertion says about a media asset.
+
+    The asset's own record cannot be named by digest here: the record describes the
+    signed bytes, which exist only after this manifest is signed. So the assertion
+    names where the record lives (by the file's own SHA-256) and the digests of the
+    parents' records, which the record repeats and `factory verify` cross-checks.
+    """
+    return {
+        "stage": stage,
+        "order_id": context.order_id,
+        "flow_run_id": context.flow_run_id,
+        "lineage_record": "lineage/records/<sha256[:2]>/<sha256 of this file>.dsse.json",
+        "parent_records": [
+            {"digest": parent.asset.digest, "record_digest": parent.record_digest}
+            for parent in parents
+        ],
+        "models": [ModelInfo.from_resolved(model).model_dump(mode="json") for model in models],
+    }
+
+
+def ensure_identity(store: ObjectStore, keys_dir: Path | None = None) -> bool:
+    """Create the factory's keys when absent and publish the public halves; True if created."""
+    _, created = keys.init(keys_dir)
+    keys.publish_public_keys(keys_dir, store)
+    if created:
+        with _signers_lock:
+            _signers.clear()
+    return created
+
+
+def _task_run_id() -> str:
+    # Plain calls (tests, benchmarks) have no task run; say so rather than invent an id.
+    return str(task_run.id) if task_run.id else "none"
+
+
+def write_record(
+    store: ObjectStore,
+    asset: AssetRef,
+    *,
+    stage: str,
+    version: str,
+    parents: list[Recorded],
+    context: RunContext,
+    run: RunRecord,
+    model: ResolvedModel | None = None,
+    parameters: dict[str, JsonValue] | None = None,
+) -> str:
+    """Sign the asset's lineage record and store it write-once; returns its record digest."""
+    signer = lineage_signer()
+    record = LineageRecord(
+        asset=AssetInfo(
+            digest=asset.digest, media_type=asset.media_type, size=asset.size, uri=asset.uri
+        ),
+        parents=[
+            ParentLink(digest=parent.asset.digest, record_digest=parent.record_digest)
+            for parent in parents
+        ],
+        stage=StageInfo(name=stage, version=version),
+        order_id=context.order_id,
+        flow_run_id=context.flow_run_id,
+        task_run_id=_task_run_id(),
+        model=ModelInfo.from_resolved(model) if model else None,
+        parameters=parameters or {},
+        device_class=run.device_class,
+        device_seconds=run.device_seconds,
+        started=run.started,
+        ended=run.ended,
+        code=code_info(),
+        key_id=signer.key_id,
+    )
+    return RecordStore(store).write(sign_record(record, signer), asset.digest, context.flow_run_id)
+
+
+def ingest_input(
+    store: ObjectStore, data: bytes, media_type: str, role: str, context: RunContext
+) -> Recorded:
+    """Store an order's input file (logo, background) with a record of where it came in.
+
+    Inputs are not signed media and their bytes repeat across orders, so the first
+    ingest's record stands for every later use of the same bytes.
+    """
+    asset = put_asset(store, data, media_type)
+    records = RecordStore(store)
+    if records.exists(asset.digest):
+        return Recorded(asset=asset, record_digest=record_digest(records.read(asset.digest)))
+    now = datetime.now(UTC)
+    run = RunRecord(
+        stage="ingest",
+        device_class="cpu",
+        device_seconds=0.0,
+        wall_seconds=0.0,
+        started=now,
+        ended=now,
+        output_digest=asset.digest,
+    )
+    try:
+        digest = write_record(
+            store,
+            asset,
+            stage="ingest",
+            version="1",
+            parents=[],
+            context=context,
+            run=run,
+            parameters={"role": role},
+        )
+    except WriteConflict:
+        # Another run ingested the same bytes at the same moment; its record stands.
+        digest = record_digest(records.read(asset.digest))
+    return Recorded(asset=asset, record_digest=digest)

@@ -1,0 +1,203 @@
+"""The tamper matrix: every alteration of a produced order is detected with a precise reason."""
+
+import base64
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from factory import keys
+from factory.lineage import sign_record, verify_record
+from factory.orders import load_order
+from factory.video import concat_mp4, decode_frames
+from flows.produce import produce
+from storage.assets import asset_key
+from storage.lineage import RecordStore, record_key
+from storage.local import LocalStore
+from storage.verification import verify
+
+pytestmark = pytest.mark.slow
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
+
+@pytest.fixture(scope="module")
+def produced(tmp_path_factory, prefect_server, factory_home):
+    import os
+
+    os.environ["FACTORY_HOME"] = str(factory_home)
+    root = tmp_path_factory.mktemp("tamper") / "store"
+    delivery = produce(load_order(EXAMPLES / "tiny.yaml"), str(root))
+    return root, delivery
+
+
+@pytest.fixture
+def store(produced, tmp_path):
+    root, delivery = produced
+    copy = tmp_path / "store"
+    shutil.copytree(root, copy)
+    return LocalStore(copy), delivery
+
+
+def _ancestors(store: LocalStore, digest: str) -> dict[str, list[str]]:
+    """Digests by stage for the deliverable's whole graph."""
+    public = keys.load_public_keys(store)
+    records = RecordStore(store)
+    found: dict[str, list[str]] = {}
+    pending = [digest]
+    while pending:
+        current = pending.pop()
+        record = verify_record(records.read(current), public)
+        if current not in found.setdefault(record.stage.name, []):
+            found[record.stage.name].append(current)
+        pending.extend(parent.digest for parent in record.parents)
+    return found
+
+
+def _path(store: LocalStore, key: str) -> Path:
+    return Path(store.uri(key).removeprefix("file://"))
+
+
+def _flip(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def test_untouched_run_verifies_clean(store):
+    store, delivery = store
+    report = verify(store, digest=delivery.deliverable.digest)
+    assert report.verified, report.problems
+    assert report.problems == []
+    stages = _ancestors(store, delivery.deliverable.digest)
+    assert {stage: len(digests) for stage, digests in stages.items()} == {
+        "assemble": 1,
+        "encode": 2,
+        "composite": 2,
+        "render": 2,
+        "ingest": 1,
+    }
+
+
+def test_media_byte_flipped_in_the_deliverable(store):
+    store, delivery = store
+    data = bytearray(store.get(delivery.deliverable.key))
+    data[data.index(b"mdat") + 200] ^= 0x01
+    report = verify(store, data=bytes(data))
+    assert not report.verified
+    assert any("bmffHash.mismatch" in problem for problem in report.problems)
+    assert any("no lineage record" in problem for problem in report.problems)
+
+
+def test_manifest_byte_flipped_in_the_deliverable(store):
+    store, delivery = store
+    data = bytearray(store.get(delivery.deliverable.key))
+    manifest = data.index(b"c2pa.signature")
+    data[manifest + 40] ^= 0x01
+    report = verify(store, data=bytes(data))
+    assert not report.verified
+    assert any(problem.startswith("C2PA: ") for problem in report.problems)
+
+
+def test_stored_segment_byte_flipped(store):
+    store, delivery = store
+    segment = _ancestors(store, delivery.deliverable.digest)["encode"][0]
+    _flip(_path(store, asset_key(segment)), 1000)
+    report = verify(store, digest=delivery.deliverable.digest)
+    assert not report.verified
+    assert f"asset {segment[:12]}: stored bytes hash to" in " ".join(report.problems)
+
+
+def test_intermediate_byte_flipped(store):
+    store, delivery = store
+    composite = _ancestors(store, delivery.deliverable.digest)["composite"][1]
+    _flip(_path(store, asset_key(composite)), 5000)
+    report = verify(store, digest=delivery.deliverable.digest)
+    assert not report.verified
+    assert f"asset {composite[:12]}: stored bytes hash to" in " ".join(report.problems)
+
+
+def _rewrite_envelope(path: Path, change) -> None:
+    envelope = json.loads(path.read_bytes())
+    change(envelope)
+    path.write_bytes(json.dumps(envelope).encode())
+
+
+def test_record_payload_byte_flipped(store):
+    store, delivery = store
+    render = _ancestors(store, delivery.deliverable.digest)["render"][0]
+
+    def flip_payload(envelope):
+        payload = bytearray(base64.b64decode(envelope["payload"]))
+        payload[payload.index(b'"seed":') + 7] ^= 0x01
+        envelope["payload"] = base64.b64encode(bytes(payload)).decode()
+
+    _rewrite_envelope(_path(store, record_key(render)), flip_payload)
+    report = verify(store, digest=delivery.deliverable.digest)
+    assert not report.verified
+    assert f"asset {render[:12]}: record rejected: bad signature" in " ".join(report.problems)
+
+
+def test_record_signature_byte_flipped(store):
+    store, delivery = store
+    encode = _ancestors(store, delivery.deliverable.digest)["encode"][1]
+
+    def flip_signature(envelope):
+        signature = bytearray(base64.b64decode(envelope["signatures"][0]["sig"]))
+        signature[10] ^= 0x01
+        envelope["signatures"][0]["sig"] = base64.b64encode(bytes(signature)).decode()
+
+    _rewrite_envelope(_path(store, record_key(encode)), flip_signature)
+    report = verify(store, digest=delivery.deliverable.digest)
+    assert not report.verified
+    assert f"asset {encode[:12]}: record rejected: bad signature" in " ".join(report.problems)
+
+
+def test_record_deleted(store):
+    store, delivery = store
+    composite = _ancestors(store, delivery.deliverable.digest)["composite"][0]
+    store.delete(record_key(composite))
+    report = verify(store, digest=delivery.deliverable.digest)
+    assert not report.verified
+    assert f"asset {composite[:12]}: no lineage record" in " ".join(report.problems)
+
+
+def test_record_replaced_by_one_signed_with_an_unknown_key(store, tmp_path):
+    store, delivery = store
+    render = _ancestors(store, delivery.deliverable.digest)["render"][1]
+    original = verify_record(RecordStore(store).read(render), keys.load_public_keys(store))
+    keys.init(tmp_path / "intruder")
+    intruder = keys.load_signer(tmp_path / "intruder")
+    forged = original.model_copy(update={"key_id": intruder.key_id, "device_seconds": 0.0})
+    _path(store, record_key(render)).write_bytes(sign_record(forged, intruder))
+    report = verify(store, digest=delivery.deliverable.digest)
+    assert not report.verified
+    text = " ".join(report.problems)
+    assert f"asset {render[:12]}:" in text
+    assert "signed by unknown key id(s)" in text
+    assert "the record was replaced or altered" in text
+
+
+def test_two_records_swapped(store):
+    store, delivery = store
+    first, second = _ancestors(store, delivery.deliverable.digest)["render"]
+    path_a, path_b = _path(store, record_key(first)), _path(store, record_key(second))
+    data_a, data_b = path_a.read_bytes(), path_b.read_bytes()
+    path_a.write_bytes(data_b)
+    path_b.write_bytes(data_a)
+    report = verify(store, digest=delivery.deliverable.digest)
+    assert not report.verified
+    text = " ".join(report.problems)
+    assert f"describes asset {second}, not {first}" in text
+    assert f"describes asset {first}, not {second}" in text
+
+
+def test_manifest_stripped(store):
+    store, delivery = store
+    signed = store.get(delivery.deliverable.key)
+    stripped = concat_mp4([signed], fragmented=False)
+    assert (decode_frames(stripped) == decode_frames(signed)).all()
+    report = verify(store, data=stripped)
+    assert not report.verified
+    assert "C2PA: manifest missing" in report.problems
