@@ -2,12 +2,14 @@
 
     .venv/bin/python bench/render_overhead.py [--rounds 5]
 
-The stage adds the lossless intermediate encode, hashing and the store write to
-the bare call; goal: ≤ 1.05× the bare call. Rounds alternate the two so drift
+The stage adds the lossless intermediate encode, its C2PA manifest, hashing, the
+store write and the signed lineage record to the bare call; goal: ≤ 1.05× the
+bare call. Rounds alternate the two so drift
 on a shared machine hits both alike.
 """
 
 import argparse
+import os
 import tempfile
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from factory.registry import load_registry, resolve_model
 from factory.video import decode_frames
 from storage.assets import get_asset
 from storage.local import LocalStore
+from tasks.provenance import RunContext, ensure_identity
 from tasks.render import render_segment
 
 
@@ -29,6 +32,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-render-"))
+    os.environ["FACTORY_HOME"] = str(work)
+    context = RunContext(order_id="bench", flow_run_id="bench-render")
     model = resolve_model(load_registry().get("tiny"), work / "models")
     entry = model.entry
     segment = Segment(prompt="a lighthouse at dusk", seed=1, duration_s=5, fps=12)
@@ -54,9 +59,12 @@ def main() -> None:
     bare_times, stage_times = [], []
     for round_index in range(args.rounds):
         store = LocalStore(work / f"store-{round_index}")
+        ensure_identity(store)
         seconds, frames = timed(bare)
         bare_times.append(seconds)
-        seconds, result = timed(lambda store=store: render_segment(store, segment, 0, model))
+        seconds, result = timed(
+            lambda store=store: render_segment(store, segment, 0, model, context)
+        )
         stage_times.append(seconds)
     stored = decode_frames(get_asset(store, result.asset))
     emit(
