@@ -48,6 +48,10 @@ class RunRecord(BaseModel):
     started: datetime
     ended: datetime
     output_digest: str
+    cache_hit: bool = Field(default=False, description="The output was reused, not computed")
+    cache_note: str | None = Field(
+        default=None, description="Why a cached output could not be used (repaired by this run)"
+    )
 
 
 class Recorded(BaseModel):

@@ -70,9 +70,21 @@ def run(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the delivery as JSON on stdout")
     ] = False,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Compute every stage; do not read the cache")
+    ] = False,
+    refresh: Annotated[
+        bool, typer.Option("--refresh", help="Recompute every stage and replace its cache entry")
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs")] = False,
 ) -> None:
-    """Produce an order end to end through the Prefect flow and print the deliverable."""
+    """Produce an order end to end through the Prefect flow and print the deliverable.
+
+    Stage outputs identical to earlier ones (same recipe: model, parameters, inputs) are
+    reused from the store's segment cache unless --no-cache or --refresh is given.
+    """
+    if no_cache and refresh:
+        raise BadInput("--no-cache and --refresh exclude each other: pick one")
     from factory.orders import load_order
 
     order = load_order(order_file)
@@ -94,7 +106,8 @@ def run(
         )
     from factory.runner import run_with_progress
 
-    delivery = run_with_progress(order, store, console, show=not as_json)
+    mode = "off" if no_cache else "refresh" if refresh else "use"
+    delivery = run_with_progress(order, store, mode, console, show=not as_json)
     from storage.assets import get_asset
     from storage.open import open_store
 
@@ -114,6 +127,15 @@ def run(
     table.add_row("digest", f"sha256:{delivery.deliverable.digest}")
     table.add_row("stored at", delivery.deliverable.uri)
     table.add_row("device-seconds", f"{delivery.device_seconds:.2f} ({_devices(delivery)})")
+    hits = [run for run in delivery.runs if run.cache_hit]
+    table.add_row(
+        "cache",
+        f"{len(hits)} of {len(delivery.runs)} stage runs reused earlier outputs"
+        + (f" (mode {mode})" if mode != "use" else ""),
+    )
+    for run in delivery.runs:
+        if run.cache_note:
+            table.add_row("repaired", f"{run.stage} {run.segment_index}: {run.cache_note}")
     out.print(table)
 
 

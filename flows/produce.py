@@ -9,6 +9,7 @@ from factory.assets import AssetRef, RunRecord
 from factory.orders import Order
 from factory.pipelines import default_task_workers
 from factory.settings import Settings
+from storage.cache import CacheMode
 from tasks.assemble import assemble_task
 from tasks.composite import composite_task
 from tasks.encode import encode_task
@@ -40,18 +41,20 @@ class Delivery(BaseModel):
     task_runner=ThreadPoolTaskRunner(max_workers=Settings().task_workers or default_task_workers()),
     log_prints=True,
 )
-def produce(order: Order, store: str | None = None) -> Delivery:
+def produce(order: Order, store: str | None = None, cache: CacheMode = "use") -> Delivery:
     """Turn an order into a signed H.264 deliverable in the object store.
 
     `store` is a directory or s3://bucket/prefix; unset means FACTORY_STORE or
-    the local default under FACTORY_HOME.
+    the local default under FACTORY_HOME. `cache`: "use" reuses identical earlier
+    stage outputs, "off" computes everything without reading the cache, "refresh"
+    recomputes everything and replaces the cache entries.
     """
     context = RunContext(order_id=order.id, flow_run_id=str(flow_run.id))
     production = prepare(order, Settings(), store, context)
     rendered, composited, encoded = [], [], []
     for index, segment in enumerate(order.segments):
         render = render_task.submit(
-            production.store, segment, index, production.models[segment.model], context
+            production.store, segment, index, production.models[segment.model], context, cache
         )
         composite = composite_task.submit(
             production.store,
@@ -63,15 +66,20 @@ def produce(order: Order, store: str | None = None) -> Delivery:
             context,
             production.background,
             production.logo,
+            cache,
         )
         encode = encode_task.submit(
-            production.store, composite, segment, index, order.encode, context
+            production.store, composite, segment, index, order.encode, context, cache
         )
         rendered.append(render)
         composited.append(composite)
         encoded.append(encode)
     assembled = assemble_task(
-        production.store, encoded, fragmented=order.encode.fragmented, context=context
+        production.store,
+        encoded,
+        fragmented=order.encode.fragmented,
+        context=context,
+        cache=cache,
     )
     runs = [future.result().run for future in (*rendered, *composited, *encoded)]
     return Delivery(

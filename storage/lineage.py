@@ -41,6 +41,7 @@ from factory.errors import BadInput, ObjectNotFound, WriteConflict
 from storage.objectstore import ObjectStore
 
 RECORDS_PREFIX = "lineage/records/"
+REUSES_PREFIX = "lineage/reuses/"
 RUNS_PREFIX = "lineage/runs/"
 CONTENT_TYPE = "application/json"
 
@@ -51,6 +52,10 @@ _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 def record_key(asset_digest: str) -> str:
     return f"{RECORDS_PREFIX}{asset_digest[:2]}/{asset_digest}.dsse.json"
+
+
+def reuse_key(asset_digest: str, record_digest: str) -> str:
+    return f"{REUSES_PREFIX}{asset_digest[:2]}/{asset_digest}/{record_digest}.dsse.json"
 
 
 def run_index_prefix(flow_run_id: str) -> str:
@@ -94,6 +99,39 @@ class RecordStore:
         )
         return digest
 
+    def write_reuse(self, envelope_bytes: bytes, asset_digest: str, flow_run_id: str) -> str:
+        """Store the record of a cache reuse of an existing asset; its record digest.
+
+        An asset has one producing record but may be reused by any number of runs, so
+        reuse records live beside it, keyed by their own digest, and the run index lists
+        them under ``reuses/``.
+        """
+        _check_digest(asset_digest)
+        _check_run_id(flow_run_id)
+        digest = sha256_hex(envelope_bytes)
+        self._put_once(reuse_key(asset_digest, digest), envelope_bytes, f"reuse record {digest}")
+        self._put_once(
+            f"{run_index_prefix(flow_run_id)}reuses/{digest}",
+            asset_digest.encode(),
+            f"asset digest {asset_digest}",
+        )
+        return digest
+
+    def reuses(self, asset_digest: str) -> list[bytes]:
+        """Every reuse record of an asset (envelopes), in key order."""
+        _check_digest(asset_digest)
+        prefix = f"{REUSES_PREFIX}{asset_digest[:2]}/{asset_digest}/"
+        return [self._store.get(key) for key in self._store.list(prefix)]
+
+    def run_reuses(self, flow_run_id: str) -> list[tuple[str, str]]:
+        """(asset digest, reuse record digest) of every reuse a flow run recorded."""
+        _check_run_id(flow_run_id)
+        prefix = f"{run_index_prefix(flow_run_id)}reuses/"
+        return [
+            (self._store.get(key).decode("ascii"), key.removeprefix(prefix))
+            for key in self._store.list(prefix)
+        ]
+
     def read(self, asset_digest: str) -> bytes:
         _check_digest(asset_digest)
         key = record_key(asset_digest)
@@ -116,6 +154,7 @@ class RecordStore:
         return [
             (key.removeprefix(prefix), self._store.get(key).decode("ascii"))
             for key in self._store.list(prefix)
+            if not key.startswith(f"{prefix}reuses/")
         ]
 
     def _put_once(self, key: str, data: bytes, what: str) -> None:

@@ -6,7 +6,9 @@ from prefect.cache_policies import NO_CACHE
 from factory.assets import MEDIA_MP4, Recorded, StageResult
 from factory.video import concat_mp4
 from storage.assets import get_asset, put_asset
+from storage.cache import CacheMode
 from storage.objectstore import ObjectStore
+from tasks.cached import cached_stage
 from tasks.clock import is_transient, stage_clock
 from tasks.provenance import (
     RunContext,
@@ -21,7 +23,39 @@ STAGE_VERSION = "1"
 
 
 def assemble_segments(
-    store: ObjectStore, segments: list[Recorded], *, fragmented: bool, context: RunContext
+    store: ObjectStore,
+    segments: list[Recorded],
+    *,
+    fragmented: bool,
+    context: RunContext,
+    cache: CacheMode = "use",
+) -> StageResult:
+    recipe = {"fragmented": fragmented, "segments": [ref.asset.digest for ref in segments]}
+    parameters = {"fragmented": fragmented, "segments": len(segments)}
+
+    def compute() -> StageResult:
+        return _assemble(store, segments, fragmented, context, parameters)
+
+    return cached_stage(
+        store,
+        stage="assemble",
+        version=STAGE_VERSION,
+        recipe=recipe,
+        mode=cache,
+        context=context,
+        index=None,
+        parents=list(segments),
+        parameters=parameters,
+        compute=compute,
+    )
+
+
+def _assemble(
+    store: ObjectStore,
+    segments: list[Recorded],
+    fragmented: bool,
+    context: RunContext,
+    parameters: dict,
 ) -> StageResult:
     with stage_clock("assemble", None) as clock:
         parts = [get_asset(store, ref.asset) for ref in segments]
@@ -47,7 +81,7 @@ def assemble_segments(
             parents=list(segments),
             context=context,
             run=run,
-            parameters={"fragmented": fragmented, "segments": len(segments)},
+            parameters=parameters,
         )
         return StageResult(asset=asset, run=run, record_digest=digest, models=models)
 
@@ -60,6 +94,13 @@ def assemble_segments(
     cache_policy=NO_CACHE,
 )
 def assemble_task(
-    store: ObjectStore, encoded: list[StageResult], *, fragmented: bool, context: RunContext
+    store: ObjectStore,
+    encoded: list[StageResult],
+    *,
+    fragmented: bool,
+    context: RunContext,
+    cache: CacheMode = "use",
 ) -> StageResult:
-    return assemble_segments(store, list(encoded), fragmented=fragmented, context=context)
+    return assemble_segments(
+        store, list(encoded), fragmented=fragmented, context=context, cache=cache
+    )

@@ -8,7 +8,9 @@ from factory.compositing import Compositor
 from factory.orders import CompositeSpec, Segment
 from factory.video import decode_frames, encode_lossless
 from storage.assets import get_asset, put_asset
+from storage.cache import CacheMode
 from storage.objectstore import ObjectStore
+from tasks.cached import cached_stage
 from tasks.clock import is_transient, stage_clock
 from tasks.provenance import (
     RunContext,
@@ -31,8 +33,53 @@ def composite_segment(
     context: RunContext,
     background: Recorded | None = None,
     logo: Recorded | None = None,
+    cache: CacheMode = "use",
 ) -> StageResult:
     """Lay one rendered segment onto its canvas and store the result losslessly."""
+    parents = [ref for ref in (rendered, background, logo) if ref is not None]
+    recipe = {
+        **spec.model_dump(mode="json", exclude={"captions", "background_image", "logo"}),
+        "caption": caption,
+        "width": segment.width,
+        "height": segment.height,
+        "fps": segment.fps,
+        "render": rendered.asset.digest,
+        "background": background.asset.digest if background else None,
+        "logo": logo.asset.digest if logo else None,
+    }
+    parameters = {**recipe, "segment_index": index}
+
+    def compute() -> StageResult:
+        return _composite(
+            store, rendered, segment, index, spec, caption, context, background, logo, parameters
+        )
+
+    return cached_stage(
+        store,
+        stage="composite",
+        version=STAGE_VERSION,
+        recipe=recipe,
+        mode=cache,
+        context=context,
+        index=index,
+        parents=parents,
+        parameters=parameters,
+        compute=compute,
+    )
+
+
+def _composite(
+    store: ObjectStore,
+    rendered: Recorded,
+    segment: Segment,
+    index: int,
+    spec: CompositeSpec,
+    caption: str,
+    context: RunContext,
+    background: Recorded | None,
+    logo: Recorded | None,
+    parameters: dict,
+) -> StageResult:
     with stage_clock("composite", index) as clock:
         render_bytes = get_asset(store, rendered.asset)
         frames = decode_frames(render_bytes)
@@ -65,13 +112,6 @@ def composite_segment(
             store, signed, MEDIA_LOSSLESS_MP4, tuple(ref.asset.digest for ref in parents)
         )
         run = clock.run_record(asset)
-        parameters = {
-            **spec.model_dump(mode="json", exclude={"captions", "background_image", "logo"}),
-            "caption": caption,
-            "width": segment.width,
-            "height": segment.height,
-            "segment_index": index,
-        }
         digest = write_record(
             store,
             asset,
@@ -103,7 +143,8 @@ def composite_task(
     context: RunContext,
     background: Recorded | None = None,
     logo: Recorded | None = None,
+    cache: CacheMode = "use",
 ) -> StageResult:
     return composite_segment(
-        store, rendered, segment, index, spec, caption, context, background, logo
+        store, rendered, segment, index, spec, caption, context, background, logo, cache
     )

@@ -7,7 +7,9 @@ from factory.assets import MEDIA_MP4, Recorded, StageResult
 from factory.orders import EncodeSpec, Segment
 from factory.video import decode_frames, encode_h264
 from storage.assets import get_asset, put_asset
+from storage.cache import CacheMode
 from storage.objectstore import ObjectStore
+from tasks.cached import cached_stage
 from tasks.clock import is_transient, stage_clock
 from tasks.provenance import (
     RunContext,
@@ -27,6 +29,36 @@ def encode_segment(
     index: int,
     spec: EncodeSpec,
     context: RunContext,
+    cache: CacheMode = "use",
+) -> StageResult:
+    recipe = {**spec.model_dump(mode="json"), "fps": segment.fps, "source": composited.asset.digest}
+    parameters = {**recipe, "segment_index": index}
+
+    def compute() -> StageResult:
+        return _encode(store, composited, segment, index, spec, context, parameters)
+
+    return cached_stage(
+        store,
+        stage="encode",
+        version=STAGE_VERSION,
+        recipe=recipe,
+        mode=cache,
+        context=context,
+        index=index,
+        parents=[composited],
+        parameters=parameters,
+        compute=compute,
+    )
+
+
+def _encode(
+    store: ObjectStore,
+    composited: Recorded,
+    segment: Segment,
+    index: int,
+    spec: EncodeSpec,
+    context: RunContext,
+    parameters: dict,
 ) -> StageResult:
     with stage_clock("encode", index) as clock:
         source = get_asset(store, composited.asset)
@@ -51,7 +83,7 @@ def encode_segment(
             parents=[composited],
             context=context,
             run=run,
-            parameters={**spec.model_dump(mode="json"), "fps": segment.fps, "segment_index": index},
+            parameters=parameters,
         )
         return StageResult(asset=asset, run=run, record_digest=digest, models=composited.models)
 
@@ -71,5 +103,6 @@ def encode_task(
     index: int,
     spec: EncodeSpec,
     context: RunContext,
+    cache: CacheMode = "use",
 ) -> StageResult:
-    return encode_segment(store, composited, segment, index, spec, context)
+    return encode_segment(store, composited, segment, index, spec, context, cache)

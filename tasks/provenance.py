@@ -146,8 +146,13 @@ def write_record(
     run: RunRecord,
     model: ResolvedModel | None = None,
     parameters: dict[str, JsonValue] | None = None,
+    reused_from: str | None = None,
 ) -> str:
-    """Sign the asset's lineage record and store it write-once; returns its record digest."""
+    """Sign the asset's lineage record and store it write-once; returns its record digest.
+
+    With ``reused_from`` (the original record's digest) this is the record of a cache
+    reuse, stored beside the asset's producing record rather than in its place.
+    """
     signer = lineage_signer()
     record = LineageRecord(
         asset=AssetInfo(
@@ -169,8 +174,13 @@ def write_record(
         ended=run.ended,
         code=code_info(),
         key_id=signer.key_id,
+        reused_from=reused_from,
     )
-    return RecordStore(store).write(sign_record(record, signer), asset.digest, context.flow_run_id)
+    records = RecordStore(store)
+    envelope = sign_record(record, signer)
+    if reused_from is not None:
+        return records.write_reuse(envelope, asset.digest, context.flow_run_id)
+    return records.write(envelope, asset.digest, context.flow_run_id)
 
 
 def ingest_input(

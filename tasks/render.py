@@ -9,7 +9,9 @@ from factory.pipelines import device_class, get_pipeline, render_frames
 from factory.registry import ResolvedModel
 from factory.video import encode_lossless
 from storage.assets import put_asset
+from storage.cache import CacheMode
 from storage.objectstore import ObjectStore
+from tasks.cached import cached_stage
 from tasks.clock import is_transient, stage_clock
 from tasks.provenance import RunContext, credential_signer, media_assertion, write_record
 
@@ -17,10 +19,15 @@ STAGE_VERSION = "1"
 
 
 def render_segment(
-    store: ObjectStore, segment: Segment, index: int, model: ResolvedModel, context: RunContext
+    store: ObjectStore,
+    segment: Segment,
+    index: int,
+    model: ResolvedModel,
+    context: RunContext,
+    cache: CacheMode = "use",
 ) -> StageResult:
     """Render ``segment`` at the model's native size and store it as a lossless MP4."""
-    parameters = {
+    recipe = {
         "prompt": segment.prompt,
         "negative_prompt": segment.negative_prompt,
         "seed": segment.seed,
@@ -31,8 +38,36 @@ def render_segment(
         "width": model.entry.render_width,
         "height": model.entry.render_height,
         "pipeline_class": model.entry.pipeline_class,
-        "segment_index": index,
+        "weights_fingerprint": model.fingerprint,
     }
+    parameters = {**recipe, "segment_index": index}
+
+    def compute() -> StageResult:
+        return _render(store, segment, index, model, context, parameters)
+
+    return cached_stage(
+        store,
+        stage="render",
+        version=STAGE_VERSION,
+        recipe=recipe,
+        mode=cache,
+        context=context,
+        index=index,
+        parents=[],
+        parameters=parameters,
+        compute=compute,
+        model=model,
+    )
+
+
+def _render(
+    store: ObjectStore,
+    segment: Segment,
+    index: int,
+    model: ResolvedModel,
+    context: RunContext,
+    parameters: dict,
+) -> StageResult:
     with stage_clock("render", index, device_class()) as clock:
         handle = get_pipeline(model.path, model.entry.pipeline_class)
         # The lock serialises calls on a shared pipeline (its scheduler holds state), so
@@ -79,6 +114,11 @@ def render_segment(
     cache_policy=NO_CACHE,
 )
 def render_task(
-    store: ObjectStore, segment: Segment, index: int, model: ResolvedModel, context: RunContext
+    store: ObjectStore,
+    segment: Segment,
+    index: int,
+    model: ResolvedModel,
+    context: RunContext,
+    cache: CacheMode = "use",
 ) -> StageResult:
-    return render_segment(store, segment, index, model, context)
+    return render_segment(store, segment, index, model, context, cache)

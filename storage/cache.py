@@ -1,0 +1,195 @@
+"""The segment cache: stage outputs indexed by their recipe, in the shared object store.
+
+A cache key is the SHA-256 of the RFC 8785 canonical JSON of a stage's recipe:
+stage name and version, model fingerprint, the parameters that determine the
+output, and the digests of its input assets. Nothing is pickled, and values that
+must not matter (paths, run ids) are simply never part of a recipe.
+
+Layout::
+
+    cache/entries/<stage>/<key[:2]>/<key>.json   which asset a recipe produced
+    cache/leases/<stage>/<key>.json               who is computing it right now
+
+Because entries live in the store, every worker that shares a bucket shares the
+cache. A lease is written with a conditional put, so of two workers that miss at
+the same moment exactly one computes; the other waits for the entry. A lease
+expires (``lease_seconds``) so a crashed worker cannot block the key forever, and
+a lease held by a dead process on this host is taken over at once.
+"""
+
+import json
+import os
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Literal
+
+import rfc8785
+from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError
+
+from factory.assets import AssetRef, sha256_hex
+from factory.errors import IntegrityError, ObjectNotFound
+from factory.registry import ResolvedModel
+from storage.assets import get_asset
+from storage.objectstore import ObjectStore
+
+CacheMode = Literal["use", "off", "refresh"]
+ENTRIES_PREFIX = "cache/entries/"
+LEASES_PREFIX = "cache/leases/"
+DEFAULT_LEASE_SECONDS = 900.0
+_HOST = socket.gethostname()
+
+
+def cache_key(recipe: dict[str, JsonValue]) -> str:
+    """The digest of a recipe's canonical JSON: equal recipes, equal keys, on any machine."""
+    return sha256_hex(rfc8785.dumps(recipe))
+
+
+def entry_key(stage: str, key: str) -> str:
+    return f"{ENTRIES_PREFIX}{stage}/{key[:2]}/{key}.json"
+
+
+def lease_key(stage: str, key: str) -> str:
+    return f"{LEASES_PREFIX}{stage}/{key}.json"
+
+
+class CacheEntry(BaseModel):
+    """What a recipe produced: the asset, its producing record, and what it cost then."""
+
+    model_config = ConfigDict(frozen=True)
+
+    stage: str
+    key: str
+    asset: AssetRef
+    record_digest: str
+    models: list[ResolvedModel] = []
+    device_class: str
+    device_seconds: float
+    created: datetime
+
+
+class Lookup(BaseModel):
+    """A cache lookup: the entry when it is usable, else why it was not."""
+
+    model_config = ConfigDict(frozen=True)
+
+    entry: CacheEntry | None = None
+    problem: str | None = None
+
+
+class _Lease(BaseModel):
+    owner: str
+    host: str
+    pid: int
+    expires: float
+
+
+class SegmentCache:
+    def __init__(self, store: ObjectStore, lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:
+        self.store = store
+        self.lease_seconds = lease_seconds
+
+    def lookup(self, stage: str, key: str) -> Lookup:
+        """The entry for ``key`` with its asset's bytes checked against the digest.
+
+        A missing or corrupted asset makes the lookup a miss with the problem named,
+        so the caller recomputes and the new entry replaces the broken one.
+        """
+        try:
+            raw = self.store.get(entry_key(stage, key))
+        except ObjectNotFound:
+            return Lookup()
+        try:
+            entry = CacheEntry.model_validate_json(raw)
+        except ValidationError:
+            return Lookup(problem=f"cache entry {entry_key(stage, key)} is unreadable")
+        try:
+            get_asset(self.store, entry.asset)
+        except (ObjectNotFound, IntegrityError) as error:
+            return Lookup(problem=str(error))
+        return Lookup(entry=entry)
+
+    def put(self, entry: CacheEntry, *, replace: bool) -> None:
+        """Index an entry; the first writer wins unless ``replace`` (refresh, repair)."""
+        data = entry.model_dump_json().encode()
+        if replace:
+            self.store.put(entry_key(entry.stage, entry.key), data, "application/json")
+        else:
+            self.store.put_if_absent(entry_key(entry.stage, entry.key), data, "application/json")
+
+    def entries(self, stage: str | None = None) -> Iterator[CacheEntry]:
+        prefix = f"{ENTRIES_PREFIX}{stage}/" if stage else ENTRIES_PREFIX
+        for key in self.store.list(prefix):
+            try:
+                yield CacheEntry.model_validate_json(self.store.get(key))
+            except (ObjectNotFound, ValidationError):
+                continue
+
+    def delete(self, entry: CacheEntry) -> None:
+        self.store.delete(entry_key(entry.stage, entry.key))
+
+    @contextmanager
+    def single_flight(
+        self, stage: str, key: str, poll_seconds: float = 0.2
+    ) -> Iterator[CacheEntry | None]:
+        """Hold the lease for ``key``, or wait for whoever holds it.
+
+        Yields None when this caller holds the lease and must compute, or the entry
+        another holder produced while this caller waited.
+        """
+        lease = _Lease(
+            owner=uuid.uuid4().hex,
+            host=_HOST,
+            pid=os.getpid(),
+            expires=time.time() + self.lease_seconds,
+        )
+        where = lease_key(stage, key)
+        while True:
+            if self.store.put_if_absent(
+                where, lease.model_dump_json().encode(), "application/json"
+            ):
+                break
+            found = self.lookup(stage, key)
+            if found.entry is not None:
+                yield found.entry
+                return
+            if self._stale(where):
+                self.store.delete(where)
+                continue
+            time.sleep(poll_seconds)
+        try:
+            yield None
+        finally:
+            self._release(where, lease.owner)
+
+    def _stale(self, where: str) -> bool:
+        try:
+            held = _Lease.model_validate_json(self.store.get(where))
+        except ObjectNotFound:
+            return False
+        except (ValidationError, json.JSONDecodeError):
+            return True
+        if held.expires < time.time():
+            return True
+        return held.host == _HOST and not _alive(held.pid)
+
+    def _release(self, where: str, owner: str) -> None:
+        try:
+            held = _Lease.model_validate_json(self.store.get(where))
+        except (ObjectNotFound, ValidationError):
+            return
+        if held.owner == owner:
+            self.store.delete(where)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
