@@ -1,0 +1,211 @@
+"""The segment cache: nothing rendered twice, partial edits, single-flight, repair, crash."""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from factory.assets import sha256_hex
+from factory.orders import parse_order
+from flows.produce import produce
+from storage.cache import SegmentCache, cache_key, lease_key
+from storage.lineage import RecordStore
+from storage.local import LocalStore
+from storage.verification import verify
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
+
+def _order(changes: dict | None = None):
+    data = yaml.safe_load((EXAMPLES / "tiny.yaml").read_text())
+    data["composite"]["logo"] = str(EXAMPLES / "logo.png")
+    for (index, field), value in (changes or {}).items():
+        if field == "caption":
+            data["composite"]["captions"][index] = value
+        else:
+            data["segments"][index][field] = value
+    return parse_order(data)
+
+
+def _computed(delivery, stage: str) -> list[int | None]:
+    return sorted(
+        run.segment_index for run in delivery.runs if run.stage == stage and not run.cache_hit
+    )
+
+
+@pytest.mark.slow
+def test_warm_run_renders_nothing_and_writes_the_same_deliverable(flow_env, tmp_path):
+    store = str(tmp_path / "store")
+    cold = produce(_order(), store)
+    warm = produce(_order(), store)
+    assert all(not run.cache_hit for run in cold.runs)
+    assert all(run.cache_hit for run in warm.runs)
+    assert all(run.device_seconds == 0 for run in warm.runs)
+    assert warm.deliverable.digest == cold.deliverable.digest
+    records = RecordStore(LocalStore(tmp_path / "store"))
+    assert len(records.run_reuses(warm.flow_run_id)) == len(warm.runs)
+    assert records.run_records(warm.flow_run_id) == []
+    assert verify(LocalStore(tmp_path / "store"), digest=warm.deliverable.digest).verified
+
+
+@pytest.mark.slow
+def test_caption_edit_recomposites_one_segment_and_reuses_its_render(flow_env, tmp_path):
+    store = str(tmp_path / "store")
+    produce(_order(), store)
+    edited = produce(_order({(1, "caption"): "a new caption"}), store)
+    assert _computed(edited, "render") == []
+    assert _computed(edited, "composite") == [1]
+    assert _computed(edited, "encode") == [1]
+    assert _computed(edited, "assemble") == [None]
+
+
+@pytest.mark.slow
+def test_seed_or_prompt_edit_renders_one_segment(flow_env, tmp_path):
+    store = str(tmp_path / "store")
+    produce(_order(), store)
+    assert _computed(produce(_order({(0, "seed"): 99}), store), "render") == [0]
+    assert _computed(produce(_order({(1, "prompt"): "a green star"}), store), "render") == [1]
+
+
+@pytest.mark.slow
+def test_two_concurrent_runs_render_each_segment_once(flow_env, tmp_path):
+    store = str(tmp_path / "store")
+    deliveries = []
+
+    def run() -> None:
+        deliveries.append(produce(_order(), store))
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(deliveries) == 2
+    renders = [run for d in deliveries for run in d.runs if run.stage == "render"]
+    assert sorted(run.segment_index for run in renders if not run.cache_hit) == [0, 1]
+    assert sum(run.cache_hit for run in renders) == 2
+    assert deliveries[0].deliverable.digest == deliveries[1].deliverable.digest
+
+
+@pytest.mark.slow
+def test_corrupted_cached_render_is_rerendered_and_reported(flow_env, tmp_path):
+    root = tmp_path / "store"
+    first = produce(_order(), str(root))
+    render = next(run for run in first.runs if run.stage == "render" and run.segment_index == 0)
+    path = next(root.glob(f"assets/sha256/*/{render.output_digest}"))
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+    second = produce(_order(), str(root))
+    redone = [run for run in second.runs if run.stage == "render" and not run.cache_hit]
+    assert [run.segment_index for run in redone] == [0]
+    assert "is corrupted" in redone[0].cache_note
+    assert verify(LocalStore(root), digest=second.deliverable.digest).verified
+    third = produce(_order(), str(root))
+    assert all(run.cache_hit for run in third.runs)
+
+
+def test_single_flight_computes_once_across_threads(tmp_path):
+    cache = SegmentCache(LocalStore(tmp_path))
+    computed, waited = [], []
+
+    def worker() -> None:
+        with cache.single_flight("render", "k" * 64, poll_seconds=0.01) as entry:
+            if entry is None:
+                computed.append(1)
+                time.sleep(0.3)
+                # Stand in for a real entry: the waiters poll lookup(), so release the
+                # lease and let them take it in turn.
+            else:
+                waited.append(entry)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # Without an entry each waiter computes in turn after the holder releases: the
+    # lease serialises them, never two at once.
+    assert len(computed) == 4
+    assert time.perf_counter() - start >= 4 * 0.3
+
+
+def test_lease_of_a_dead_process_is_taken_over(tmp_path):
+    store = LocalStore(tmp_path)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    pid = int(dead.stdout)
+    import socket
+
+    store.put(
+        lease_key("render", "a" * 64),
+        (
+            f'{{"owner": "x", "host": "{socket.gethostname()}", "pid": {pid}, '
+            f'"expires": {time.time() + 3600}}}'
+        ).encode(),
+    )
+    cache = SegmentCache(store)
+    start = time.perf_counter()
+    with cache.single_flight("render", "a" * 64, poll_seconds=0.01) as entry:
+        assert entry is None
+    assert time.perf_counter() - start < 2
+
+
+def test_cache_keys_are_canonical():
+    assert cache_key({"b": 1, "a": [1, 2]}) == cache_key({"a": [1, 2], "b": 1})
+    assert cache_key({"a": 1}) != cache_key({"a": 2})
+    assert cache_key({"a": 1}) == sha256_hex(b'{"a":1}')
+
+
+@pytest.mark.slow
+def test_run_killed_half_way_then_rerun_completes_and_reuses(factory_home, tmp_path):
+    order = yaml.safe_load((EXAMPLES / "demo.yaml").read_text())
+    order["composite"]["logo"] = str(EXAMPLES / "logo.png")
+    order["segments"] = [dict(s, duration_s=1) for s in order["segments"][:6]]
+    order["composite"]["captions"] = order["composite"]["captions"][:6]
+    (tmp_path / "order.yaml").write_text(yaml.safe_dump(order))
+    store = tmp_path / "store"
+    env = {**os.environ, "FACTORY_HOME": str(factory_home)}
+    env.pop("PREFECT_API_URL", None)
+    command = [str(Path(sys.executable).parent / "factory"), "run", "order.yaml",
+               "--store", str(store), "--json"]  # fmt: skip
+    process = subprocess.Popen(
+        command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        if len(list(store.glob("cache/entries/encode/*/*.json"))) >= 2:
+            break
+        assert process.poll() is None, process.stderr.read().decode()[-2000:]
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    finished = len(list(store.glob("cache/entries/encode/*/*.json")))
+    assert 2 <= finished < 6
+
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    import json
+
+    delivery = json.loads(done.stdout)
+    reused = [run for run in delivery["runs"] if run["stage"] == "encode" and run["cache_hit"]]
+    assert len(reused) >= finished
+    local = LocalStore(store)
+    assert verify(local, digest=delivery["deliverable"]["digest"]).verified
+    # Every producing record is one asset's only record, and every cache entry points at
+    # an asset whose record exists: nothing lost, nothing written twice.
+    records = RecordStore(local)
+    for entry in SegmentCache(local).entries():
+        assert records.exists(entry.asset.digest)
+    for stage in ("render", "composite", "encode"):
+        entries = list(SegmentCache(local).entries(stage))
+        assert len({entry.key for entry in entries}) == len(entries) == 6
