@@ -291,8 +291,10 @@ def models(registry: RegistryOption = None) -> None:
 
 
 def _register_subcommands() -> None:
+    from factory.cli_cache import cache_app
     from factory.cli_keys import keys_app
 
+    app.add_typer(cache_app, name="cache")
     app.add_typer(keys_app, name="keys", help="Create, rotate and list the factory's signing keys")
 
 

@@ -1,0 +1,54 @@
+from datetime import timedelta
+
+import pytest
+
+from factory.cli_cache import parse_age
+from factory.errors import BadInput
+from factory.orders import Segment
+from factory.registry import load_registry, resolve_model
+from factory.settings import Settings
+from flows.produce import produce
+from storage.assets import asset_key
+from storage.cache_maintenance import cache_stats, collect_garbage
+from storage.local import LocalStore
+from storage.verification import verify
+from tasks.provenance import RunContext
+from tasks.render import render_segment
+from tests.test_cache import _order
+
+
+@pytest.mark.slow
+def test_stats_and_gc_keep_what_deliverables_reference(flow_env, tmp_path):
+    store = LocalStore(tmp_path / "store")
+    delivery = produce(_order(), str(tmp_path / "store"))
+    produce(_order(), str(tmp_path / "store"))
+    model = resolve_model(load_registry().get("tiny"), Settings().models_dir)
+    orphan = render_segment(
+        store,
+        Segment(prompt="never delivered", duration_s=0.5, fps=8),
+        0,
+        model,
+        RunContext(order_id="scratch", flow_run_id="scratch-run"),
+    )
+
+    stats = {s.stage: s for s in cache_stats(store).stages}
+    assert (stats["render"].entries, stats["render"].computed, stats["render"].reused) == (3, 3, 2)
+    assert stats["assemble"].reused == 1
+    assert stats["render"].device_seconds_saved > 0
+
+    dry = collect_garbage(store, timedelta(0), dry_run=True)
+    assert (dry.entries_removed, dry.assets_removed) == (8, 1)
+    assert store.head(asset_key(orphan.asset.digest)) is not None
+
+    result = collect_garbage(store, timedelta(0))
+    assert (result.entries_removed, result.assets_removed) == (8, 1)
+    assert result.assets_kept_for_deliverables == 7
+    assert store.head(asset_key(orphan.asset.digest)) is None
+    assert verify(store, digest=delivery.deliverable.digest).verified
+
+
+def test_gc_age_parsing():
+    assert parse_age("7d") == timedelta(days=7)
+    assert parse_age("90m") == timedelta(minutes=90)
+    with pytest.raises(BadInput, match="like 30m, 12h, 7d or 2w"):
+        parse_age("soon")
