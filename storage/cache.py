@@ -41,6 +41,9 @@ ENTRIES_PREFIX = "cache/entries/"
 LEASES_PREFIX = "cache/leases/"
 DEFAULT_LEASE_SECONDS = 900.0
 _HOST = socket.gethostname()
+# Leases this process holds right now: a lease naming this process but not in here
+# was left behind by an earlier, failed attempt in this same process.
+_held_here: set[str] = set()
 
 
 def cache_key(recipe: dict[str, JsonValue]) -> str:
@@ -163,6 +166,7 @@ class SegmentCache:
         try:
             yield None
         finally:
+            _held_here.discard(lease.owner)
             self._release(where, lease.owner)
 
     def _stale(self, where: str) -> bool:
@@ -174,7 +178,11 @@ class SegmentCache:
             return True
         if held.expires < time.time():
             return True
-        return held.host == _HOST and not _alive(held.pid)
+        if held.host != _HOST:
+            return False
+        if held.pid == os.getpid():
+            return held.owner not in _held_here
+        return not _alive(held.pid)
 
     def _release(self, where: str, owner: str) -> None:
         try:

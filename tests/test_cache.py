@@ -209,3 +209,20 @@ def test_run_killed_half_way_then_rerun_completes_and_reuses(factory_home, tmp_p
     for stage in ("render", "composite", "encode"):
         entries = list(SegmentCache(local).entries(stage))
         assert len({entry.key for entry in entries}) == len(entries) == 6
+
+
+def test_lease_left_by_a_failed_attempt_in_this_process_is_taken_over(tmp_path):
+    store = LocalStore(tmp_path)
+    cache = SegmentCache(store)
+    # An earlier attempt that died before it could release (its store went away).
+    store.put(
+        lease_key("render", "b" * 64),
+        (
+            f'{{"owner": "gone", "host": "{__import__("socket").gethostname()}", '
+            f'"pid": {os.getpid()}, "expires": {time.time() + 3600}}}'
+        ).encode(),
+    )
+    start = time.perf_counter()
+    with cache.single_flight("render", "b" * 64, poll_seconds=0.01) as entry:
+        assert entry is None
+    assert time.perf_counter() - start < 2
