@@ -151,10 +151,14 @@ class SegmentCache:
         )
         where = lease_key(stage, key)
         while True:
+            # Registered before the put, so no other thread of ours can see the lease
+            # without its owner and mistake it for an abandoned one.
+            _held_here.add(lease.owner)
             if self.store.put_if_absent(
                 where, lease.model_dump_json().encode(), "application/json"
             ):
                 break
+            _held_here.discard(lease.owner)
             found = self.lookup(stage, key)
             if found.entry is not None:
                 yield found.entry
