@@ -168,7 +168,10 @@ class SegmentCache:
                 continue
             time.sleep(poll_seconds)
         try:
-            yield None
+            # Whoever held the lease before may have finished between our miss and our
+            # put: look again before computing, or the work is done twice.
+            found = self.lookup(stage, key)
+            yield found.entry
         finally:
             _held_here.discard(lease.owner)
             self._release(where, lease.owner)
