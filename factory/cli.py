@@ -76,6 +76,12 @@ def run(
     refresh: Annotated[
         bool, typer.Option("--refresh", help="Recompute every stage and replace its cache entry")
     ] = False,
+    no_ingest: Annotated[
+        bool,
+        typer.Option(
+            "--no-ingest", help="Do not load this run into the floor warehouse at the end"
+        ),
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs")] = False,
 ) -> None:
     """Produce an order end to end through the Prefect flow and print the deliverable.
@@ -107,7 +113,7 @@ def run(
     from factory.runner import run_with_progress
 
     mode = "off" if no_cache else "refresh" if refresh else "use"
-    delivery = run_with_progress(order, store, mode, console, show=not as_json)
+    delivery = run_with_progress(order, store, mode, not no_ingest, console, show=not as_json)
     from storage.assets import get_asset
     from storage.open import open_store
 
@@ -204,6 +210,22 @@ def verify(
         raise typer.Exit(1)
 
 
+def _ancestry_fast_path(digest: str):
+    """The ancestry from the floor warehouse when it has this asset, else None."""
+    from factory.errors import IntegrityError
+    from factory.settings import Settings
+    from storage.warehouse import Warehouse, WarehouseBusy
+
+    path = Settings().home / "floor.duckdb"
+    if not path.exists():
+        return None
+    try:
+        return Warehouse(path).ancestry(digest)
+    except (IntegrityError, WarehouseBusy):
+        # Not ingested yet, or being written: the store is the source of truth.
+        return None
+
+
 @app.command()
 def lineage(
     target: Annotated[str, typer.Argument(metavar="DIGEST", help="sha256:DIGEST or an MP4 file")],
@@ -215,7 +237,9 @@ def lineage(
     from storage.ancestry import ancestry
 
     store_obj, digest, data = _resolve_target(target, store)
-    result = ancestry(store_obj, digest or sha256_hex(data))
+    result = _ancestry_fast_path(digest or sha256_hex(data)) or ancestry(
+        store_obj, digest or sha256_hex(data)
+    )
     if as_json:
         out.print_json(result.model_dump_json())
         return
@@ -292,9 +316,11 @@ def models(registry: RegistryOption = None) -> None:
 
 def _register_subcommands() -> None:
     from factory.cli_cache import cache_app
+    from factory.cli_floor import floor_app
     from factory.cli_keys import keys_app
 
     app.add_typer(cache_app, name="cache")
+    app.add_typer(floor_app, name="floor", help="The factory floor: ingest, report, export")
     app.add_typer(keys_app, name="keys", help="Create, rotate and list the factory's signing keys")
 
 

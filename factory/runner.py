@@ -10,13 +10,13 @@ _SEGMENT_STAGES = ("render", "composite", "encode")
 
 
 def run_with_progress(
-    order: Order, store: str | None, cache: str, console: Console, show: bool = True
+    order: Order, store: str | None, cache: str, floor: bool, console: Console, show: bool = True
 ):
     """Produce ``order`` and return its Delivery; bars per stage and per segment when ``show``."""
     from flows.produce import produce
 
     if not show:
-        return produce(order, store, cache)
+        return produce(order, store, cache, floor)
     count = len(order.segments)
     bars = Progress(
         TextColumn("{task.description:<28}"),
@@ -47,4 +47,4 @@ def run_with_progress(
 
     console.print(f"order [bold]{order.id}[/]: {count} segments, {order.duration_s:.1f} s of video")
     with bars, progress.listening(on_event):
-        return produce(order, store, cache)
+        return produce(order, store, cache, floor)

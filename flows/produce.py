@@ -1,6 +1,9 @@
 """The order-to-deliverable flow: render → composite → encode per segment, then assemble."""
 
+from datetime import UTC, datetime
+
 from prefect import flow
+from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, ConfigDict, Field
@@ -13,6 +16,7 @@ from storage.cache import CacheMode
 from tasks.assemble import assemble_task
 from tasks.composite import composite_task
 from tasks.encode import encode_task
+from tasks.floor import close_floor_task
 from tasks.prepare import prepare
 from tasks.provenance import RunContext
 from tasks.render import render_task
@@ -41,14 +45,18 @@ class Delivery(BaseModel):
     task_runner=ThreadPoolTaskRunner(max_workers=Settings().task_workers or default_task_workers()),
     log_prints=True,
 )
-def produce(order: Order, store: str | None = None, cache: CacheMode = "use") -> Delivery:
+def produce(
+    order: Order, store: str | None = None, cache: CacheMode = "use", floor: bool = True
+) -> Delivery:
     """Turn an order into a signed H.264 deliverable in the object store.
 
     `store` is a directory or s3://bucket/prefix; unset means FACTORY_STORE or
     the local default under FACTORY_HOME. `cache`: "use" reuses identical earlier
     stage outputs, "off" computes everything without reading the cache, "refresh"
-    recomputes everything and replaces the cache entries.
+    recomputes everything and replaces the cache entries. `floor`: ingest the run's
+    events into the factory-floor warehouse at the end and publish its summary.
     """
+    started = datetime.now(UTC)
     context = RunContext(order_id=order.id, flow_run_id=str(flow_run.id))
     production = prepare(order, Settings(), store, context)
     rendered, composited, encoded = [], [], []
@@ -80,8 +88,12 @@ def produce(order: Order, store: str | None = None, cache: CacheMode = "use") ->
         fragmented=order.encode.fragmented,
         context=context,
         cache=cache,
+        delivered_seconds=order.duration_s,
     )
     runs = [future.result().run for future in (*rendered, *composited, *encoded)]
+    summary = close_floor_task(production.store, context, started, ingest=floor)
+    if summary:
+        create_markdown_artifact(summary, key="factory-floor", description="Factory floor")
     return Delivery(
         order_id=order.id,
         flow_run_id=context.flow_run_id,

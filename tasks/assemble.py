@@ -9,7 +9,8 @@ from storage.assets import get_asset, put_asset
 from storage.cache import CacheMode
 from storage.objectstore import ObjectStore
 from tasks.cached import cached_stage
-from tasks.clock import is_transient, stage_clock
+from tasks.clock import TASK_RETRIES, is_transient, stage_clock
+from tasks.floor import floor_event
 from tasks.provenance import (
     RunContext,
     credential_signer,
@@ -88,7 +89,7 @@ def _assemble(
 
 @task(
     name="assemble",
-    retries=2,
+    retries=TASK_RETRIES,
     retry_delay_seconds=2,
     retry_condition_fn=is_transient,
     cache_policy=NO_CACHE,
@@ -100,7 +101,12 @@ def assemble_task(
     fragmented: bool,
     context: RunContext,
     cache: CacheMode = "use",
+    delivered_seconds: float = 0.0,
 ) -> StageResult:
-    return assemble_segments(
-        store, list(encoded), fragmented=fragmented, context=context, cache=cache
-    )
+    with floor_event(store, context, "assemble", None) as attempt:
+        attempt.bytes_in = sum(result.asset.size for result in encoded)
+        attempt.delivered_seconds = delivered_seconds
+        attempt.result = assemble_segments(
+            store, list(encoded), fragmented=fragmented, context=context, cache=cache
+        )
+    return attempt.result

@@ -57,7 +57,14 @@ def stage_clock(
     progress.emit(stage, segment_index, "finished")
 
 
-def is_transient(task, task_run, state) -> bool:
-    """Prefect retry condition: retry what a second try can fix (an unreachable store, I/O)."""
-    error = state.result(raise_on_failure=False)
+TASK_RETRIES = 2
+
+
+def is_transient_error(error: BaseException) -> bool:
+    """What a second try can fix: an unreachable store, a dropped connection, a timeout."""
     return isinstance(error, StoreUnavailable | ConnectionError | TimeoutError)
+
+
+def is_transient(task, task_run, state) -> bool:
+    """Prefect retry condition for every stage task."""
+    return is_transient_error(state.result(raise_on_failure=False))

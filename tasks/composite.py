@@ -11,7 +11,8 @@ from storage.assets import get_asset, put_asset
 from storage.cache import CacheMode
 from storage.objectstore import ObjectStore
 from tasks.cached import cached_stage
-from tasks.clock import is_transient, stage_clock
+from tasks.clock import TASK_RETRIES, is_transient, stage_clock
+from tasks.floor import floor_event
 from tasks.provenance import (
     RunContext,
     credential_signer,
@@ -128,7 +129,7 @@ def _composite(
 @task(
     name="composite",
     task_run_name="composite-{index}",
-    retries=2,
+    retries=TASK_RETRIES,
     retry_delay_seconds=2,
     retry_condition_fn=is_transient,
     cache_policy=NO_CACHE,
@@ -145,6 +146,9 @@ def composite_task(
     logo: Recorded | None = None,
     cache: CacheMode = "use",
 ) -> StageResult:
-    return composite_segment(
-        store, rendered, segment, index, spec, caption, context, background, logo, cache
-    )
+    with floor_event(store, context, "composite", index) as attempt:
+        attempt.bytes_in = sum(ref.asset.size for ref in (rendered, background, logo) if ref)
+        attempt.result = composite_segment(
+            store, rendered, segment, index, spec, caption, context, background, logo, cache
+        )
+    return attempt.result

@@ -10,7 +10,8 @@ from storage.assets import get_asset, put_asset
 from storage.cache import CacheMode
 from storage.objectstore import ObjectStore
 from tasks.cached import cached_stage
-from tasks.clock import is_transient, stage_clock
+from tasks.clock import TASK_RETRIES, is_transient, stage_clock
+from tasks.floor import floor_event
 from tasks.provenance import (
     RunContext,
     credential_signer,
@@ -91,7 +92,7 @@ def _encode(
 @task(
     name="encode",
     task_run_name="encode-{index}",
-    retries=2,
+    retries=TASK_RETRIES,
     retry_delay_seconds=2,
     retry_condition_fn=is_transient,
     cache_policy=NO_CACHE,
@@ -105,4 +106,7 @@ def encode_task(
     context: RunContext,
     cache: CacheMode = "use",
 ) -> StageResult:
-    return encode_segment(store, composited, segment, index, spec, context, cache)
+    with floor_event(store, context, "encode", index) as attempt:
+        attempt.bytes_in = composited.asset.size
+        attempt.result = encode_segment(store, composited, segment, index, spec, context, cache)
+    return attempt.result

@@ -12,7 +12,8 @@ from storage.assets import put_asset
 from storage.cache import CacheMode
 from storage.objectstore import ObjectStore
 from tasks.cached import cached_stage
-from tasks.clock import is_transient, stage_clock
+from tasks.clock import TASK_RETRIES, is_transient, stage_clock
+from tasks.floor import floor_event
 from tasks.provenance import RunContext, credential_signer, media_assertion, write_record
 
 STAGE_VERSION = "1"
@@ -108,7 +109,7 @@ def _render(
 @task(
     name="render",
     task_run_name="render-{index}",
-    retries=2,
+    retries=TASK_RETRIES,
     retry_delay_seconds=2,
     retry_condition_fn=is_transient,
     cache_policy=NO_CACHE,
@@ -121,4 +122,6 @@ def render_task(
     context: RunContext,
     cache: CacheMode = "use",
 ) -> StageResult:
-    return render_segment(store, segment, index, model, context, cache)
+    with floor_event(store, context, "render", index, model.entry.name) as attempt:
+        attempt.result = render_segment(store, segment, index, model, context, cache)
+    return attempt.result

@@ -79,14 +79,16 @@ def test_tiny_order_becomes_an_h264_deliverable(flow_env, tmp_path):
 
     # 2 renders + 2 composites + 2 encodes + the deliverable + the logo, each with one
     # lineage record and one run-index entry; plus the published public key and C2PA root,
-    # and one cache entry per stage run.
+    # one cache entry and one floor event per stage run, and the worker's availability.
     keys = list(LocalStore(tmp_path / "store").list(""))
     assert len([key for key in keys if key.startswith("assets/sha256/")]) == 8
     assert len([key for key in keys if key.startswith("lineage/records/")]) == 8
     assert len([key for key in keys if key.startswith("lineage/runs/")]) == 8
     assert len([key for key in keys if key.startswith("keys/")]) == 2
     assert len([key for key in keys if key.startswith("cache/entries/")]) == 7
-    assert len(keys) == 33
+    assert len([key for key in keys if key.startswith("floor/events/")]) == 7
+    assert len([key for key in keys if key.startswith("floor/availability/")]) == 1
+    assert len(keys) == 41
 
     task_runs = _task_runs(state.state_details.flow_run_id)
     names = sorted(run.name for run in task_runs)

@@ -1,0 +1,386 @@
+"""Factory floor warehouse: ingest throughput, marts over 1M events, ancestry over 1M records.
+
+    .venv/bin/python -m bench.floor [--events 1000000] [--lineage-orders 77000]
+                                    [--ingest-records 5000] [--ingest-events 50000] [--no-s3]
+
+Ingest: signed lineage records and JSON-lines event batches written to a local store
+(and to a throwaway SeaweedFS, unless --no-s3), then ``Warehouse.ingest`` timed:
+records/s includes fetching and Ed25519 verification. Marts: 1M synthetic events and
+~1M lineage records generated inside DuckDB with range(), then every mart view
+materialised (goal ≤ 1 s each). Ancestry: ``Warehouse.ancestry_edges`` (WITH
+RECURSIVE) and the full ``Warehouse.ancestry`` tree for random deliverables over ~1M
+records (goal ≤ 10 ms), and the point lookup by digest.
+"""
+
+import argparse
+import hashlib
+import random
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+
+from bench.common import emit
+from factory import keys
+from factory.floor import FloorEvent, LatencyBudget, PriceCard, WorkerAvailability
+from factory.lineage import (
+    AssetInfo,
+    CodeInfo,
+    LineageRecord,
+    ModelInfo,
+    ParentLink,
+    StageInfo,
+    sign_record,
+)
+from storage.floor_events import EventWriter
+from storage.lineage import RecordStore
+from storage.local import LocalStore
+from storage.objectstore import ObjectStore
+from storage.warehouse import MARTS, Warehouse
+
+PRICES = PriceCard(
+    currency="USD",
+    royalty_per_delivered_minute=0.5,
+    device_hour={"default": 2.0, "cpu": 0.1, "NVIDIA H100 80GB HBM3": 3.5},
+)
+BUDGET = LatencyBudget(
+    end_to_end_ms=60_000,
+    stages={
+        "render": 30_000,
+        "composite": 5_000,
+        "encode": 5_000,
+        "gate": 1_000,
+        "assemble": 5_000,
+    },
+)
+MODEL = ModelInfo(
+    name="wan-a",
+    weights_fingerprint=hashlib.sha256(b"w").hexdigest(),
+    training_provenance=[{"source": "stock footage"}],
+    royalty_routing=[{"holder": "studio", "share": 0.7}, {"holder": "lab", "share": 0.3}],
+)
+T0 = datetime(2026, 1, 5, tzinfo=UTC)
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def write_records(store: ObjectStore, keys_dir: Path, records: int) -> None:
+    """Signed records: every render followed by an encode whose parent it is."""
+    keys.init(keys_dir)
+    keys.publish_public_keys(keys_dir, store)
+    signer = keys.load_signer(keys_dir)
+    writer = RecordStore(store)
+    previous: tuple[str, str] | None = None
+    for n in range(records):
+        digest = _digest(f"asset {n}")
+        parents = [] if n % 2 == 0 or previous is None else [previous]
+        record = LineageRecord(
+            asset=AssetInfo(digest=digest, media_type="video/mp4", size=1, uri=f"x/{digest}"),
+            parents=[ParentLink(digest=d, record_digest=r) for d, r in parents],
+            stage=StageInfo(name="render" if not parents else "encode", version="1"),
+            order_id=f"o{n // 2}",
+            flow_run_id="bench",
+            task_run_id=f"t{n}",
+            model=MODEL if not parents else None,
+            parameters={"frames": 48, "fps": 16},
+            device_class="cpu",
+            device_seconds=1.0,
+            started=T0,
+            ended=T0 + timedelta(seconds=1),
+            code=CodeInfo(package_version="0.1.0"),
+            key_id=signer.key_id,
+        )
+        previous = (digest, writer.write(sign_record(record, signer), digest, "bench"))
+
+
+def write_events(store: ObjectStore, events: int, per_batch: int = 500) -> None:
+    """Event batches of per_batch events (one flow run each), one availability per worker."""
+    writer = EventWriter(store)
+    batch: list[FloorEvent] = []
+    for n in range(events):
+        start = T0 + timedelta(seconds=n)
+        batch.append(
+            FloorEvent(
+                order_id=f"o{n // 17}",
+                flow_run_id=f"f{n // per_batch}",
+                task_run_id=f"t{n}",
+                segment_index=n % 4,
+                stage="render",
+                model="wan-a",
+                device_class="cpu",
+                worker_id=f"w{n % 8}",
+                started=start,
+                ended=start + timedelta(seconds=1),
+                device_seconds=0.9,
+                status="completed",
+                output_digest=_digest(f"out {n}"),
+            )
+        )
+        if len(batch) == per_batch or n == events - 1:
+            writer.write_batch(f"f{n // per_batch}", "final", batch)
+            batch = []
+    for worker in range(8):
+        writer.write_availability(
+            f"w{worker}",
+            [
+                WorkerAvailability(
+                    worker_id=f"w{worker}",
+                    device_class="cpu",
+                    up_from=T0,
+                    up_to=T0 + timedelta(days=1),
+                )
+            ],
+        )
+
+
+def ingest_throughput(store: ObjectStore, tmp: Path, records: int, events: int) -> dict:
+    """Lineage first (fetch + verify per record), then event batches, then a no-op rerun."""
+    warehouse = Warehouse(tmp / "ingest.duckdb", price_card=PRICES, latency_budget=BUDGET)
+    start = time.perf_counter()
+    write_records(store, tmp / "keys", records)
+    write_records_s = time.perf_counter() - start
+    lineage = warehouse.ingest(store)
+    start = time.perf_counter()
+    write_events(store, events)
+    write_events_s = time.perf_counter() - start
+    floor = warehouse.ingest(store)
+    again = warehouse.ingest(store)
+    assert not lineage.rejected and not floor.rejected
+    assert warehouse.counts()["raw_events"] == events
+    return {
+        "lineage_records": records,
+        "write_records_s": round(write_records_s, 2),
+        "ingest_lineage_s": round(lineage.seconds, 3),
+        "lineage_records_per_s": round(records / lineage.seconds, 1),
+        "events": events,
+        "event_objects": floor.loaded["events"],
+        "write_events_s": round(write_events_s, 2),
+        "ingest_events_s": round(floor.seconds, 3),
+        "events_per_s": round(events / floor.seconds, 1),
+        "reingest_noop_s": round(again.seconds, 3),
+    }
+
+
+SYNTHETIC = """
+-- Lineage: per order 4 renders, 4 composites (parent: render), 4 encodes (parent:
+-- composite), 1 deliverable (parents: the 4 encodes) = 13 records, 12 edges.
+insert into raw_lineage
+select
+    sha256(kind || ':' || o || ':' || s), sha256('record:' || kind || ':' || o || ':' || s),
+    kind, '1', 'o' || o, 'f' || o, 't' || o || s, 'video/mp4', 1000, 'x',
+    case when kind = 'render' then 'wan-' || (o % 3) end,
+    case when kind = 'render' then sha256('weights') end,
+    case when kind = 'render' then '[{"source": "stock footage"}]'::json end,
+    case when kind = 'render'
+        then '[{"holder": "studio", "share": 0.7}, {"holder": "lab", "share": 0.3}]'::json end,
+    case when kind = 'render' then '{"frames": 48, "fps": 16}'::json else '{}'::json end,
+    'cpu', 2.0, timestamp '2026-01-05' + to_seconds(o * 30),
+    timestamp '2026-01-05' + to_seconds(o * 30 + 2), 'key', null, '0.1.0', null, 'synthetic'
+from range({orders}) t(o), range(4) u(s), (values ('render'), ('composite'), ('encode')) k(kind)
+union all
+select
+    sha256('assemble:' || o || ':0'), sha256('record:assemble:' || o), 'assemble', '1',
+    'o' || o, 'f' || o, 't' || o, 'video/mp4', 1000, 'x', null, null, null, null, '{}'::json,
+    'cpu', 1.0, timestamp '2026-01-05' + to_seconds(o * 30),
+    timestamp '2026-01-05' + to_seconds(o * 30 + 1), 'key', null, '0.1.0', null, 'synthetic'
+from range({orders}) t(o);
+
+insert into raw_lineage_parents
+select sha256('composite:' || o || ':' || s), 0, sha256('render:' || o || ':' || s), 'r'
+from range({orders}) t(o), range(4) u(s)
+union all
+select sha256('encode:' || o || ':' || s), 0, sha256('composite:' || o || ':' || s), 'r'
+from range({orders}) t(o), range(4) u(s)
+union all
+select sha256('assemble:' || o || ':0'), s, sha256('encode:' || o || ':' || s), 'r'
+from range({orders}) t(o), range(4) u(s);
+
+-- Events: 20 per order. Slots 0-15: segment slot // 4 through render, composite, encode,
+-- gate (every 5th order's segment 0 is rejected at the gate, every 7th order's first
+-- render is a retried attempt); slots 16-18: segment 0 again (a re-render after the
+-- rejection, else the rerun's cache hits); slot 19: assemble, 12 s delivered.
+insert into raw_events
+select
+    lpad(to_hex(i), 32, '0'),
+    'o' || o,
+    'f' || o,
+    't' || o || ':' || slot,
+    seg,
+    stage,
+    1,
+    case when stage = 'render' then 'wan-' || (o % 3) end,
+    case when o % 64 % 2 = 0 then 'NVIDIA H100 80GB HBM3' else 'cpu' end,
+    'worker-' || (o % 64),
+    timestamp '2026-01-05' + to_seconds(o * 30 + slot * 5),
+    timestamp '2026-01-05' + to_seconds(o * 30 + slot * 5 + 4),
+    case when status = 'cache_hit' then 0.01 else 3.5 end,
+    status,
+    status = 'cache_hit',
+    1000, 2000,
+    case
+        when stage = 'gate' or status in ('failed', 'retried') then null
+        when slot = 19 then sha256('assemble:' || o || ':0')
+        else sha256(stage || ':' || o || ':' || seg)
+    end,
+    case when slot = 19 then 12.0 else 0 end,
+    'synthetic'
+from (
+    select
+        i, i // 20 as o, i % 20 as slot,
+        case when i % 20 < 16 then i % 20 // 4 when i % 20 < 19 then 0 end as seg,
+        case
+            when i % 20 = 19 then 'assemble'
+            when i % 20 >= 16 then ['render', 'composite', 'encode'][i % 20 - 15]
+            else ['render', 'composite', 'encode', 'gate'][i % 20 % 4 + 1]
+        end as stage,
+        case
+            when i % 20 = 0 and i // 20 % 7 = 0 then 'retried'
+            when i % 20 = 3 and i // 20 % 5 = 0 then 'rejected'
+            when i % 20 between 16 and 18 and i // 20 % 5 <> 0 then 'cache_hit'
+            else 'completed'
+        end as status
+    from range({events}) t(i)
+);
+
+insert into raw_availability
+select 'worker-' || w, case when w % 2 = 0 then 'NVIDIA H100 80GB HBM3' else 'cpu' end,
+    timestamp '2026-01-05' + to_days(d::integer),
+    timestamp '2026-01-05' + to_days(d::integer) + interval 20 hour, 'synthetic'
+from range(64) t(w), range({days}) u(d);
+"""
+
+
+def build_synthetic(path: Path, events: int, orders: int) -> dict:
+    warehouse = Warehouse(path, price_card=PRICES, latency_budget=BUDGET)
+    warehouse.refresh_models()
+    days = events // 20 * 30 // 86400 + 2
+    start = time.perf_counter()
+    with warehouse.connect(read_only=False) as con:
+        sql = SYNTHETIC.replace("{orders}", str(orders)).replace("{events}", str(events))
+        con.execute(sql.replace("{days}", str(days)))
+        counts = {
+            t: con.execute(f"select count(*) from {t}").fetchone()[0]
+            for t in ("raw_events", "raw_lineage", "raw_lineage_parents", "raw_availability")
+        }
+        con.execute("checkpoint")
+    return {"build_s": round(time.perf_counter() - start, 1), **counts}
+
+
+def time_marts(warehouse: Warehouse, rounds: int = 3) -> dict:
+    """Per mart: computing every row inside DuckDB (CTAS), and fetching them into Python."""
+    results = {}
+    with duckdb.connect() as con:
+        # The warehouse attached read-only beside an in-memory catalog that takes the CTAS.
+        con.execute(f"attach '{warehouse.path}' as floor (read_only)")
+        con.execute("use floor")
+        for mart in MARTS:
+            computed, fetched = [], []
+            rows = 0
+            for _ in range(rounds):
+                start = time.perf_counter()
+                con.execute(f"create or replace table memory.main.m as select * from {mart}")
+                computed.append(time.perf_counter() - start)
+                start = time.perf_counter()
+                rows = len(con.execute(f"select * from {mart}").fetchall())
+                fetched.append(time.perf_counter() - start)
+            results[mart] = {
+                "compute_s": round(statistics.median(computed), 3),
+                "compute_and_fetch_s": round(statistics.median(fetched), 3),
+                "rows": rows,
+            }
+    return results
+
+
+def time_ancestry(warehouse: Warehouse, orders: int, samples: int = 50) -> dict:
+    picks = random.Random(7).sample(range(orders), samples)
+    digests = [hashlib.sha256(f"assemble:{o}:0".encode()).hexdigest() for o in picks]
+    edges_ms, tree_ms, lookup_ms, cold_ms = [], [], [], []
+    with warehouse.connect() as con:
+        warehouse.ancestry(digests[0], con)  # warm
+        for digest in digests:
+            start = time.perf_counter()
+            edges = warehouse.ancestry_edges(digest, con)
+            edges_ms.append((time.perf_counter() - start) * 1000)
+            start = time.perf_counter()
+            tree = warehouse.ancestry(digest, con)
+            tree_ms.append((time.perf_counter() - start) * 1000)
+            start = time.perf_counter()
+            warehouse.lookup(digest, con)
+            lookup_ms.append((time.perf_counter() - start) * 1000)
+        assert len(edges) == 12 and len(tree.tree.parents) == 4
+    for digest in digests[:10]:
+        start = time.perf_counter()
+        warehouse.ancestry(digest)
+        cold_ms.append((time.perf_counter() - start) * 1000)
+    return {
+        "depth": 3,
+        "edges_per_tree": 12,
+        "ancestry_edges_with_recursive_ms": round(statistics.median(edges_ms), 2),
+        "ancestry_tree_ms": round(statistics.median(tree_ms), 2),
+        "ancestry_tree_p95_ms": round(sorted(tree_ms)[int(0.95 * len(tree_ms))], 2),
+        "point_lookup_ms": round(statistics.median(lookup_ms), 3),
+        "ancestry_with_connect_ms": round(statistics.median(cold_ms), 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--lineage-orders", type=int, default=77_000)
+    parser.add_argument("--ingest-records", type=int, default=5_000)
+    parser.add_argument("--ingest-events", type=int, default=50_000)
+    parser.add_argument("--s3-records", type=int, default=2_000)
+    parser.add_argument("--no-s3", action="store_true")
+    args = parser.parse_args()
+    results: dict = {}
+    with tempfile.TemporaryDirectory(prefix="bench-floor-") as scratch:
+        tmp = Path(scratch)
+        (tmp / "local").mkdir()
+        results["ingest_local"] = ingest_throughput(
+            LocalStore(tmp / "local" / "store"),
+            tmp / "local",
+            args.ingest_records,
+            args.ingest_events,
+        )
+        if not args.no_s3:
+            results["ingest_s3"] = ingest_s3(tmp, args.s3_records, args.ingest_events // 5)
+        path = tmp / "synthetic.duckdb"
+        orders = max(args.lineage_orders, args.events // 20)
+        results["synthetic"] = build_synthetic(path, args.events, orders)
+        warehouse = Warehouse(path)
+        results["marts_1m_events"] = time_marts(warehouse)
+        results["lineage"] = time_ancestry(warehouse, orders)
+        results["file_mb"] = round(path.stat().st_size / 2**20, 1)
+    emit("floor", results)
+
+
+def ingest_s3(tmp: Path, records: int, events: int) -> dict:
+    import os
+
+    from storage.s3 import S3Store
+    from tests.s3server import running_seaweedfs
+
+    with running_seaweedfs(tmp / "seaweedfs") as server:
+        saved = {k: os.environ.get(k) for k in server.env()}
+        os.environ.update(server.env())
+        try:
+            store = S3Store(server.make_bucket(), "factory")
+            (tmp / "s3").mkdir()
+            return {"server": "SeaweedFS (weed mini) on loopback"} | ingest_throughput(
+                store, tmp / "s3", records, events
+            )
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
+if __name__ == "__main__":
+    main()

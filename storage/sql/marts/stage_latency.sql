@@ -1,0 +1,106 @@
+-- stage_latency: wall-clock p50 and p95 per stage against the declared budget.
+-- Grain: stage (plus one 'end_to_end' row).
+--
+-- Per stage: attempts that ran to an answer (completed, cache_hit, rejected); failed
+-- and retried attempts are left out. end_to_end: each delivered flow run, from its
+-- first event's start to its last event's end. Percentiles interpolate linearly
+-- (quantile_cont). budget_p95_ms comes from the latency budget; within_budget is
+-- p95_ms <= budget_p95_ms; over_budget_share is the share of attempts slower than it.
+-- Stages with a budget but no attempts yet appear with attempts 0 and null figures.
+
+with events as (
+
+    select * from stg_events
+
+),
+
+budget as (
+
+    select * from latency_budget
+
+),
+
+stage_attempts as (
+
+    select stage, wall_ms
+    from events
+    where status in ('completed', 'cache_hit', 'rejected')
+
+),
+
+delivered_runs as (
+
+    select
+        'end_to_end' as stage,
+        date_diff('microsecond', min(started), max(ended)) / 1000.0 as wall_ms
+
+    from events
+    where flow_run_id in (select flow_run_id from events where is_delivery)
+    group by flow_run_id
+
+),
+
+attempts as (
+
+    select * from stage_attempts
+    union all
+    select * from delivered_runs
+
+),
+
+stats as (
+
+    select
+        stage,
+        count(*) as attempts,
+        quantile_cont(wall_ms, 0.5) as p50_ms,
+        quantile_cont(wall_ms, 0.95) as p95_ms,
+        max(wall_ms) as max_ms
+
+    from attempts
+    group by stage
+
+),
+
+over_budget as (
+
+    select
+        attempts.stage,
+        count(*) filter (where attempts.wall_ms > budget.p95_budget_ms) / count(*) as share
+
+    from attempts
+    join budget on budget.stage = attempts.stage
+    group by attempts.stage
+
+),
+
+final as (
+
+    select
+        coalesce(stats.stage, budget.stage) as stage,
+        case coalesce(stats.stage, budget.stage)
+            when 'ingest' then 1
+            when 'render' then 2
+            when 'composite' then 3
+            when 'encode' then 4
+            when 'gate' then 5
+            when 'assemble' then 6
+            when 'end_to_end' then 7
+            else 8
+        end as stage_order,
+        coalesce(stats.attempts, 0) as attempts,
+        stats.p50_ms,
+        stats.p95_ms,
+        stats.max_ms,
+        budget.p95_budget_ms as budget_p95_ms,
+        stats.p95_ms <= budget.p95_budget_ms as within_budget,
+        budget.p95_budget_ms - stats.p95_ms as headroom_ms,
+        over_budget.share as over_budget_share
+
+    from stats
+    full outer join budget on budget.stage = stats.stage
+    left join over_budget on over_budget.stage = stats.stage
+
+)
+
+select * from final

@@ -1,0 +1,130 @@
+"""Floor events from inside the Prefect tasks: one write-once event per task run attempt.
+
+Each attempt writes its own event the moment it ends, success or failure, so a
+crashed flow still leaves its cost behind and distributed workers need no shared
+database. Failed attempts count their elapsed time as device time: the device
+was held, and failed work costs money too.
+"""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import task_run
+
+from factory.assets import StageResult
+from factory.floor import FloorEvent
+from factory.pipelines import device_class
+from storage.floor_events import EventWriter
+from storage.objectstore import ObjectStore
+from tasks.clock import TASK_RETRIES, is_transient_error
+from tasks.provenance import RunContext
+
+
+class Attempt:
+    """Filled in by the task body: what it produced and how many bytes it read."""
+
+    def __init__(self) -> None:
+        self.result: StageResult | None = None
+        self.bytes_in = 0
+        self.delivered_seconds = 0.0
+
+
+@contextmanager
+def floor_event(
+    store: ObjectStore,
+    context: RunContext,
+    stage: str,
+    index: int | None,
+    model: str | None = None,
+) -> Iterator[Attempt]:
+    """Write this attempt's floor event when the body ends, whatever the outcome."""
+    attempt = Attempt()
+    started = datetime.now(UTC)
+    number = task_run.run_count or 1
+    task_run_id = str(task_run.id) if task_run.id else "none"
+    try:
+        yield attempt
+    except Exception as error:
+        ended = datetime.now(UTC)
+        retried = is_transient_error(error) and number <= TASK_RETRIES
+        event = FloorEvent(
+            order_id=context.order_id,
+            flow_run_id=context.flow_run_id,
+            task_run_id=task_run_id,
+            segment_index=index,
+            stage=stage,
+            attempt=number,
+            model=model,
+            device_class=device_class() if stage == "render" else "cpu",
+            started=started,
+            ended=ended,
+            device_seconds=(ended - started).total_seconds(),
+            status="retried" if retried else "failed",
+            bytes_in=attempt.bytes_in,
+        )
+        _write_quietly(store, event)
+        raise
+    result = attempt.result
+    if result is None:
+        return
+    event = FloorEvent.from_run(
+        result.run,
+        order_id=context.order_id,
+        flow_run_id=context.flow_run_id,
+        task_run_id=task_run_id,
+        status="cache_hit" if result.run.cache_hit else "completed",
+        attempt=number,
+        model=model,
+        bytes_in=attempt.bytes_in,
+        bytes_out=result.asset.size,
+        delivered_seconds=attempt.delivered_seconds,
+    )
+    EventWriter(store).write_event(event)
+
+
+def _write_quietly(store: ObjectStore, event: FloorEvent) -> None:
+    # The store may be the very thing that failed; the task's own error is what matters.
+    try:
+        EventWriter(store).write_event(event)
+    except Exception:
+        return
+
+
+def close_floor(
+    store: ObjectStore, context: RunContext, started: datetime, *, ingest: bool
+) -> str | None:
+    """Record this worker's availability for the run, then refresh the warehouse.
+
+    Returns the warehouse summary as markdown (for the run's Prefect artifact), or
+    None when ingest is off or another process holds the warehouse.
+    """
+    from factory.floor import WorkerAvailability, default_worker_id
+    from factory.settings import Settings
+    from storage.warehouse import Warehouse, WarehouseBusy, summary_markdown
+
+    worker = default_worker_id()
+    interval = WorkerAvailability(
+        worker_id=worker,
+        device_class=device_class(),
+        up_from=started,
+        up_to=datetime.now(UTC),
+    )
+    EventWriter(store).write_availability(worker, [interval], batch_id=context.flow_run_id)
+    if not ingest:
+        return None
+    path = Settings().home / "floor.duckdb"
+    try:
+        Warehouse(path).ingest(store)
+    except WarehouseBusy:
+        return None
+    return summary_markdown(path)
+
+
+@task(name="floor", cache_policy=NO_CACHE)
+def close_floor_task(
+    store: ObjectStore, context: RunContext, started: datetime, *, ingest: bool
+) -> str | None:
+    return close_floor(store, context, started, ingest=ingest)

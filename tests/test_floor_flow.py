@@ -1,0 +1,49 @@
+"""End to end: a produced order lands in the floor warehouse with its real duration and cost."""
+
+from pathlib import Path
+
+import pytest
+
+from factory.orders import load_order
+from flows.produce import produce
+from storage.ancestry import ancestry
+from storage.local import LocalStore
+from storage.warehouse import Warehouse
+
+pytestmark = pytest.mark.slow
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
+
+def test_produced_order_is_in_the_warehouse(flow_env, tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    monkeypatch.setenv("FACTORY_HOME", str(home))
+    order = load_order(EXAMPLES / "tiny.yaml")
+    delivery = produce(order, str(tmp_path / "store"))
+
+    warehouse = Warehouse(home / "floor.duckdb")
+    _, rows = warehouse.query(
+        "select distinct delivered_minutes from cost_per_delivered_minute where order_id = ?",
+        [order.id],
+    )
+    assert [row[0] for row in rows] == [pytest.approx(delivery.duration_s / 60)]
+    _, rows = warehouse.query(
+        "select sum(cost) from cost_per_delivered_minute where order_id = ?", [order.id]
+    )
+    assert rows[0][0] > 0
+    _, rows = warehouse.query(
+        "select count(*) from stg_events where flow_run_id = ?", [delivery.flow_run_id]
+    )
+    assert rows[0][0] == len(delivery.runs)
+
+    from_store = ancestry(LocalStore(tmp_path / "store"), delivery.deliverable.digest)
+    assert warehouse.ancestry(delivery.deliverable.digest) == from_store
+
+    # A warm run adds cache hits, and re-ingesting changes nothing.
+    produce(order, str(tmp_path / "store"))
+    _, before = warehouse.query("select count(*) from stg_events")
+    assert sum(warehouse.ingest(LocalStore(tmp_path / "store")).added.values()) == 0
+    _, after = warehouse.query("select count(*) from stg_events")
+    assert before == after
+    _, hits = warehouse.query("select count(*) from stg_events where cache_hit")
+    assert hits[0][0] == len(delivery.runs)
