@@ -1,6 +1,7 @@
 """An object store on a local directory: the embedded default."""
 
 import errno
+import hashlib
 import os
 import stat
 import uuid
@@ -86,6 +87,16 @@ class LocalStore:
         path = self._path(key)
         try:
             return path.read_bytes()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise ObjectNotFound(f"{path.as_uri()} does not exist.") from None
+        except OSError as err:
+            raise StoreError(f"Cannot read {path}: {err.strerror}.") from err
+
+    def sha256(self, key: str) -> str:
+        path = self._path(key)
+        try:
+            with path.open("rb") as handle:
+                return hashlib.file_digest(handle, "sha256").hexdigest()
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise ObjectNotFound(f"{path.as_uri()} does not exist.") from None
         except OSError as err:

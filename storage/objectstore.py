@@ -40,6 +40,13 @@ class ObjectStore(Protocol):
         """The object's bytes; raises ObjectNotFound when absent."""
         ...
 
+    def sha256(self, key: str) -> str:
+        """SHA-256 hex of an object's bytes, streamed rather than held in memory.
+
+        Raises ObjectNotFound when absent.
+        """
+        ...
+
     def head(self, key: str) -> ObjectInfo | None:
         """Size of an object, or None when absent."""
         ...

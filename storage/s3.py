@@ -1,5 +1,6 @@
 """An object store on an S3 bucket (AWS or any S3-compatible server such as SeaweedFS)."""
 
+import hashlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -106,6 +107,20 @@ class S3Store:
                     raise ObjectNotFound(f"{self.uri(key)} does not exist.") from None
                 raise
             return response["Body"].read()
+
+    def sha256(self, key: str) -> str:
+        full_key = self._full_key(key)
+        digest = hashlib.sha256()
+        with self._errors("read", full_key):
+            try:
+                response = self._client.get_object(Bucket=self._bucket, Key=full_key)
+            except ClientError as err:
+                if _error_code(err) in _MISSING_KEY_CODES:
+                    raise ObjectNotFound(f"{self.uri(key)} does not exist.") from None
+                raise
+            for chunk in response["Body"].iter_chunks(1 << 20):
+                digest.update(chunk)
+        return digest.hexdigest()
 
     def head(self, key: str) -> ObjectInfo | None:
         full_key = self._full_key(key)

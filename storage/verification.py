@@ -100,10 +100,9 @@ class _Walker:
 
         def check(digest: str) -> str | None:
             try:
-                data = self.store.get(asset_key(digest))
+                actual = self.store.sha256(asset_key(digest))
             except ObjectNotFound:
                 return f"asset {_short(digest)}: missing from the store"
-            actual = sha256_hex(data)
             if actual != digest:
                 return f"asset {_short(digest)}: stored bytes hash to {_short(actual)}… (altered)"
             return None

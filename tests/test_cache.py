@@ -226,3 +226,47 @@ def test_lease_left_by_a_failed_attempt_in_this_process_is_taken_over(tmp_path):
     with cache.single_flight("render", "b" * 64, poll_seconds=0.01) as entry:
         assert entry is None
     assert time.perf_counter() - start < 2
+
+
+@pytest.mark.s3
+def test_single_flight_on_s3_computes_once_and_the_waiter_reuses(s3_env):
+    from datetime import UTC, datetime
+
+    from factory.assets import AssetRef
+    from storage.assets import put_asset
+    from storage.cache import CacheEntry
+    from storage.s3 import S3Store
+
+    store = S3Store(s3_env.make_bucket(), "cache-test")
+    computed, reused = [], []
+
+    def worker() -> None:
+        cache = SegmentCache(store)
+        with cache.single_flight("render", "c" * 64, poll_seconds=0.05) as entry:
+            if entry is not None:
+                reused.append(entry.asset.digest)
+                return
+            computed.append(1)
+            time.sleep(0.5)
+            asset: AssetRef = put_asset(store, b"rendered once", "video/mp4")
+            cache.put(
+                CacheEntry(
+                    stage="render",
+                    key="c" * 64,
+                    asset=asset,
+                    record_digest="0" * 64,
+                    device_class="cpu",
+                    device_seconds=0.5,
+                    created=datetime.now(UTC),
+                ),
+                replace=False,
+            )
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(computed) == 1
+    assert len(reused) == 2
+    assert store.head(lease_key("render", "c" * 64)) is None

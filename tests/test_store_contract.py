@@ -31,6 +31,16 @@ def test_put_then_get_returns_the_bytes(store: ObjectStore) -> None:
     assert store.get("assets/one.bin") == b"\x00\x01payload\xff"
 
 
+def test_sha256_streams_the_stored_bytes(store: ObjectStore) -> None:
+    import hashlib
+
+    data = bytes(range(256)) * 20_000
+    store.put("assets/big.bin", data)
+    assert store.sha256("assets/big.bin") == hashlib.sha256(data).hexdigest()
+    with pytest.raises(ObjectNotFound):
+        store.sha256("assets/absent.bin")
+
+
 def test_put_replaces(store: ObjectStore) -> None:
     store.put("k.txt", b"first")
     store.put("k.txt", b"second, longer")
