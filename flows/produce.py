@@ -3,7 +3,6 @@
 from datetime import UTC, datetime
 
 from prefect import flow
-from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, ConfigDict, Field
@@ -91,9 +90,7 @@ def produce(
         delivered_seconds=order.duration_s,
     )
     runs = [future.result().run for future in (*rendered, *composited, *encoded)]
-    summary = close_floor_task(production.store, context, started, ingest=floor)
-    if summary:
-        create_markdown_artifact(summary, key="factory-floor", description="Factory floor")
+    close_floor_task(production.store, context, started, ingest=floor)
     return Delivery(
         order_id=order.id,
         flow_run_id=context.flow_run_id,

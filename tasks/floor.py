@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from prefect import task
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import task_run
 
@@ -126,5 +127,8 @@ def close_floor(
 @task(name="floor", cache_policy=NO_CACHE)
 def close_floor_task(
     store: ObjectStore, context: RunContext, started: datetime, *, ingest: bool
-) -> str | None:
-    return close_floor(store, context, started, ingest=ingest)
+) -> None:
+    """Close the run's floor books and show the warehouse summary in the Prefect UI."""
+    summary = close_floor(store, context, started, ingest=ingest)
+    if summary:
+        create_markdown_artifact(summary, key="factory-floor", description="Factory floor")
