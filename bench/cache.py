@@ -4,8 +4,9 @@
 
 Runs the order cold into a fresh store, then warm (goal ≥ 20× faster), then with
 one segment's seed changed (goal ≤ 0.15× the cold time, exactly one render), all
-without the end-of-run warehouse ingest, whose cost is reported separately as a
-warm run with it. The
+as `factory run` runs them in-process (no flow-run heartbeat against the ephemeral
+API) and without the end-of-run warehouse ingest, whose cost is reported
+separately as a warm run with it. The
 ephemeral Prefect API is started by a warm-up run first. Lookup cost is the
 median time of SegmentCache.lookup for a render and for a composite entry
 (which includes re-hashing the cached object), on the local store and, with
@@ -22,6 +23,7 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 from bench.common import emit, median, timed
 from factory.orders import load_order
+from factory.runner import local_run_settings
 from storage.cache import SegmentCache
 from storage.local import LocalStore
 from storage.objectstore import ObjectStore
@@ -62,14 +64,16 @@ def main() -> None:
     produce(load_order(EXAMPLES / "tiny.yaml"), str(work / "warm-up"))
     order = load_order(args.order)
     store = str(work / "store")
-    # The cache's own effect, without the end-of-run warehouse ingest (measured apart).
-    cold_s, cold = timed(lambda: produce(order, store, floor=False))
-    warm_s, warm = timed(lambda: produce(order, store, floor=False))
-    segments = list(order.segments)
-    segments[5] = segments[5].model_copy(update={"seed": segments[5].seed + 1000})
-    edited_order = order.model_copy(update={"segments": segments})
-    edited_s, edited = timed(lambda: produce(edited_order, store, floor=False))
-    warm_floor_s, _ = timed(lambda: produce(order, store, floor=True))
+    # As `factory run` runs it (factory.runner.local_run_settings), and without the
+    # end-of-run warehouse ingest, whose cost is measured apart.
+    with local_run_settings():
+        cold_s, cold = timed(lambda: produce(order, store, floor=False))
+        warm_s, warm = timed(lambda: produce(order, store, floor=False))
+        segments = list(order.segments)
+        segments[5] = segments[5].model_copy(update={"seed": segments[5].seed + 1000})
+        edited_order = order.model_copy(update={"segments": segments})
+        edited_s, edited = timed(lambda: produce(edited_order, store, floor=False))
+        warm_floor_s, _ = timed(lambda: produce(order, store, floor=True))
     renders = [r for r in edited.runs if r.stage == "render" and not r.cache_hit]
     results = {
         "order": args.order.name,
