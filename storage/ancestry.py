@@ -69,13 +69,25 @@ def ancestry(store: ObjectStore, digest: str) -> Ancestry:
         return node
 
     tree = load(digest)
-    models = {record.model.name: record.model for record in renders.values() if record.model}
+    return summarise(
+        digest,
+        tree,
+        [(record.model, _seconds(record)) for record in renders.values() if record.model],
+    )
+
+
+def summarise(digest: str, tree: AncestryNode, renders: list[tuple[ModelInfo, float]]) -> Ancestry:
+    """The ancestry with its models and royalty split, from each render's model and seconds.
+
+    Shared by the store walk here and the warehouse's indexed query, so both answer alike.
+    """
+    models: dict[str, ModelInfo] = {}
     owed: dict[str, float] = defaultdict(float)
     total = 0.0
-    for record in renders.values():
-        seconds = _seconds(record)
+    for model, seconds in renders:
+        models.setdefault(model.name, model)
         total += seconds
-        for share in record.model.royalty_routing if record.model else []:
+        for share in model.royalty_routing:
             owed[share.holder] += seconds * share.share
     royalties = [
         RoyaltyLine(holder=holder, share=seconds / total if total else 0.0, seconds=seconds)

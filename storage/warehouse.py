@@ -725,7 +725,7 @@ class Warehouse:
         The same answer ``storage.ancestry.ancestry(store, digest)`` gives from the
         store, at query speed: records were verified when they were ingested.
         """
-        from storage.ancestry import Ancestry, AncestryNode, RoyaltyLine
+        from storage.ancestry import AncestryNode, summarise
 
         with _maybe(self, con) as c:
             edges = self.ancestry_edges(digest, c)
@@ -749,9 +749,7 @@ class Warehouse:
         for asset, position, parent, _ in edges:
             parents.setdefault(asset, []).append((position, parent))
         nodes: dict[str, AncestryNode] = {}
-        models: dict[str, ModelInfo] = {}
-        owed: dict[str, float] = {}
-        total = 0.0
+        renders: list[tuple[ModelInfo, float]] = []
 
         def node(current: str) -> AncestryNode:
             if current in nodes:
@@ -767,33 +765,17 @@ class Warehouse:
             )
             nodes[current] = made
             if model is not None:
-                nonlocal total
                 info = ModelInfo(
                     name=model,
                     weights_fingerprint=fingerprint,
                     training_provenance=json.loads(provenance),
                     royalty_routing=json.loads(routing),
                 )
-                models.setdefault(model, info)
-                seconds = _render_seconds(parameters)
-                total += seconds
-                for share in info.royalty_routing:
-                    owed[share.holder] = owed.get(share.holder, 0.0) + seconds * share.share
+                renders.append((info, _render_seconds(parameters)))
             made.parents = [node(parent) for _, parent in sorted(parents.get(current, []))]
             return made
 
-        tree = node(digest)
-        royalties = [
-            RoyaltyLine(holder=holder, share=seconds / total if total else 0.0, seconds=seconds)
-            for holder, seconds in sorted(owed.items(), key=lambda item: -item[1])
-        ]
-        return Ancestry(
-            digest=digest,
-            tree=tree,
-            models=list(models.values()),
-            rendered_seconds=total,
-            royalties=royalties,
-        )
+        return summarise(digest, node(digest), renders)
 
     # -- analyst access ----------------------------------------------------------------
 
