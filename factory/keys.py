@@ -37,9 +37,9 @@ from cryptography.hazmat.primitives.serialization import (
 from securesystemslib.signer import CryptoSigner, SSlibKey
 
 from factory.content_credentials import CertificateChain, make_certificate_chain
-from factory.errors import FactoryError, IntegrityError, ObjectNotFound, WriteConflict
+from factory.errors import FactoryError, IntegrityError
 from factory.settings import Settings
-from storage.objectstore import ObjectStore
+from storage.objectstore import ObjectStore, write_once
 
 LINEAGE_PREFIX = "keys/lineage/"
 C2PA_PREFIX = "keys/c2pa/"
@@ -300,14 +300,11 @@ def _load_private(keys_dir: Path, wanted: str) -> Ed25519PrivateKey:
 
 
 def _put_once(store: ObjectStore, key: str, data: bytes) -> None:
-    if store.put_if_absent(key, data, "application/x-pem-file"):
-        return
-    try:
-        existing = store.get(key)
-    except ObjectNotFound:
-        existing = None
-    if existing != data:
-        raise WriteConflict(
-            f"{store.uri(key)} already holds different bytes; a published key is never "
-            "replaced. Check who wrote it before trusting records signed under that name."
-        )
+    write_once(
+        store,
+        key,
+        data,
+        "application/x-pem-file",
+        "a published key is never replaced. Check who wrote it before trusting records "
+        "signed under that name.",
+    )

@@ -30,10 +30,9 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from factory.assets import sha256_hex
-from factory.errors import BadInput, IntegrityError, WriteConflict
+from factory.errors import BadInput, IntegrityError
 from factory.floor import FloorEvent, WorkerAvailability, default_worker_id
-from storage.objectstore import ObjectStore
+from storage.objectstore import ObjectStore, write_once
 
 EVENTS_PREFIX = "floor/events/"
 AVAILABILITY_PREFIX = "floor/availability/"
@@ -139,14 +138,13 @@ class EventWriter:
         return key
 
     def _put_once(self, key: str, data: bytes) -> None:
-        if self._store.put_if_absent(key, data, CONTENT_TYPE):
-            return
-        existing = self._store.get(key)
-        if existing != data:
-            raise WriteConflict(
-                f"{self._store.uri(key)} already holds different bytes (sha256 "
-                f"{sha256_hex(existing)}); floor objects are write-once: pick a new batch id."
-            )
+        write_once(
+            self._store,
+            key,
+            data,
+            CONTENT_TYPE,
+            "floor objects are write-once: pick a new batch id.",
+        )
 
 
 def list_event_keys(store: ObjectStore, flow_run_id: str | None = None) -> list[str]:

@@ -37,8 +37,8 @@ import re
 from typing import Any
 
 from factory.assets import sha256_hex
-from factory.errors import BadInput, ObjectNotFound, WriteConflict
-from storage.objectstore import ObjectStore
+from factory.errors import BadInput, ObjectNotFound
+from storage.objectstore import ObjectStore, write_once
 
 RECORDS_PREFIX = "lineage/records/"
 REUSES_PREFIX = "lineage/reuses/"
@@ -91,12 +91,8 @@ class RecordStore:
         _check_digest(asset_digest)
         _check_run_id(flow_run_id)
         digest = sha256_hex(envelope_bytes)
-        self._put_once(record_key(asset_digest), envelope_bytes, f"record {digest}")
-        self._put_once(
-            f"{run_index_prefix(flow_run_id)}{asset_digest}",
-            digest.encode(),
-            f"record digest {digest}",
-        )
+        self._put_once(record_key(asset_digest), envelope_bytes)
+        self._put_once(f"{run_index_prefix(flow_run_id)}{asset_digest}", digest.encode())
         return digest
 
     def write_reuse(self, envelope_bytes: bytes, asset_digest: str, flow_run_id: str) -> str:
@@ -109,12 +105,8 @@ class RecordStore:
         _check_digest(asset_digest)
         _check_run_id(flow_run_id)
         digest = sha256_hex(envelope_bytes)
-        self._put_once(reuse_key(asset_digest, digest), envelope_bytes, f"reuse record {digest}")
-        self._put_once(
-            f"{run_index_prefix(flow_run_id)}reuses/{digest}",
-            asset_digest.encode(),
-            f"asset digest {asset_digest}",
-        )
+        self._put_once(reuse_key(asset_digest, digest), envelope_bytes)
+        self._put_once(f"{run_index_prefix(flow_run_id)}reuses/{digest}", asset_digest.encode())
         return digest
 
     def reuses(self, asset_digest: str) -> list[bytes]:
@@ -131,6 +123,16 @@ class RecordStore:
             (self._store.get(key).decode("ascii"), key.removeprefix(prefix))
             for key in self._store.list(prefix)
         ]
+
+    def _put_once(self, key: str, data: bytes) -> None:
+        write_once(
+            self._store,
+            key,
+            data,
+            CONTENT_TYPE,
+            "lineage is write-once, so the earlier one stands. Find out which run wrote it "
+            "before trusting either.",
+        )
 
     def read(self, asset_digest: str) -> bytes:
         _check_digest(asset_digest)
@@ -156,19 +158,6 @@ class RecordStore:
             for key in self._store.list(prefix)
             if not key.startswith(f"{prefix}reuses/")
         ]
-
-    def _put_once(self, key: str, data: bytes, what: str) -> None:
-        if self._store.put_if_absent(key, data, CONTENT_TYPE):
-            return
-        # Not written: another writer got there first, or a retried S3 put of ours
-        # landed; only the bytes tell which.
-        existing = self._store.get(key)
-        if existing != data:
-            raise WriteConflict(
-                f"{self._store.uri(key)} already holds different bytes (sha256 "
-                f"{sha256_hex(existing)}) than {what}: lineage is write-once, so the earlier "
-                "one stands. Find out which run wrote it before trusting either."
-            )
 
 
 def _check_digest(asset_digest: str) -> None:

@@ -62,3 +62,24 @@ class ObjectStore(Protocol):
     def check_writable(self) -> None:
         """Fail fast with StoreUnavailable when the store cannot be written."""
         ...
+
+
+def write_once(store: ObjectStore, key: str, data: bytes, content_type: str, advice: str) -> None:
+    """Write ``data`` at ``key`` unless it is there already; identical bytes are a no-op.
+
+    Different bytes raise WriteConflict with ``advice`` (what the reader should do).
+    """
+    from factory.assets import sha256_hex
+    from factory.errors import ObjectNotFound, WriteConflict
+
+    if store.put_if_absent(key, data, content_type):
+        return
+    # Not written: another writer got there first, or a retried S3 put of ours landed;
+    # only the bytes tell which.
+    try:
+        existing = store.get(key)
+    except ObjectNotFound:
+        existing = None
+    if existing != data:
+        held = f" (sha256 {sha256_hex(existing)})" if existing is not None else ""
+        raise WriteConflict(f"{store.uri(key)} already holds different bytes{held}: {advice}")
