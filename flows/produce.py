@@ -3,11 +3,12 @@
 from datetime import UTC, datetime
 
 from prefect import flow
+from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, ConfigDict, Field
 
-from factory.assets import AssetRef, RunRecord
+from factory.assets import AssetRef, RunRecord, StageResult
 from factory.orders import Order
 from factory.pipelines import default_task_workers
 from factory.settings import Settings
@@ -19,6 +20,7 @@ from tasks.floor import close_floor_task
 from tasks.prepare import prepare
 from tasks.provenance import RunContext
 from tasks.render import render_task
+from tasks.reuse import Reused, reuse_task
 
 
 class Delivery(BaseModel):
@@ -58,12 +60,18 @@ def produce(
     started = datetime.now(UTC)
     context = RunContext(order_id=order.id, flow_run_id=str(flow_run.id))
     production = prepare(order, Settings(), store, context)
+    segments = len(order.segments)
+    reused = (
+        reuse_task(production.store, order, production, context)
+        if cache == "use"
+        else Reused.nothing(segments)
+    )
     rendered, composited, encoded = [], [], []
     for index, segment in enumerate(order.segments):
-        render = render_task.submit(
+        render = reused.render[index] or render_task.submit(
             production.store, segment, index, production.models[segment.model], context, cache
         )
-        composite = composite_task.submit(
+        composite = reused.composite[index] or composite_task.submit(
             production.store,
             render,
             segment,
@@ -75,13 +83,13 @@ def produce(
             production.logo,
             cache,
         )
-        encode = encode_task.submit(
+        encode = reused.encode[index] or encode_task.submit(
             production.store, composite, segment, index, order.encode, context, cache
         )
         rendered.append(render)
         composited.append(composite)
         encoded.append(encode)
-    assembled = assemble_task(
+    assembled = reused.assemble or assemble_task(
         production.store,
         encoded,
         fragmented=order.encode.fragmented,
@@ -89,7 +97,7 @@ def produce(
         cache=cache,
         delivered_seconds=order.duration_s,
     )
-    runs = [future.result().run for future in (*rendered, *composited, *encoded)]
+    runs = [_result(stage).run for stage in (*rendered, *composited, *encoded)]
     close_floor_task(production.store, context, started, ingest=floor)
     return Delivery(
         order_id=order.id,
@@ -100,3 +108,7 @@ def produce(
         store=production.store.url,
         runs=[*runs, assembled.run],
     )
+
+
+def _result(stage: StageResult | PrefectFuture[StageResult]) -> StageResult:
+    return stage if isinstance(stage, StageResult) else stage.result()

@@ -8,7 +8,7 @@ from factory.video import concat_mp4
 from storage.assets import get_asset, put_asset
 from storage.cache import CacheMode
 from storage.objectstore import ObjectStore
-from tasks.cached import cached_stage
+from tasks.cached import StageWork, cached_stage
 from tasks.clock import TASK_RETRIES, is_transient, stage_clock
 from tasks.floor import floor_event
 from tasks.provenance import (
@@ -23,6 +23,18 @@ from tasks.provenance import (
 STAGE_VERSION = "1"
 
 
+def assemble_work(segments: list[Recorded], *, fragmented: bool) -> StageWork:
+    """What joining the encoded segments means to the cache and the lineage record."""
+    return StageWork(
+        stage="assemble",
+        version=STAGE_VERSION,
+        recipe={"fragmented": fragmented, "segments": [ref.asset.digest for ref in segments]},
+        index=None,
+        parameters={"fragmented": fragmented, "segments": len(segments)},
+        parents=list(segments),
+    )
+
+
 def assemble_segments(
     store: ObjectStore,
     segments: list[Recorded],
@@ -31,24 +43,12 @@ def assemble_segments(
     context: RunContext,
     cache: CacheMode = "use",
 ) -> StageResult:
-    recipe = {"fragmented": fragmented, "segments": [ref.asset.digest for ref in segments]}
-    parameters = {"fragmented": fragmented, "segments": len(segments)}
+    work = assemble_work(segments, fragmented=fragmented)
 
     def compute() -> StageResult:
-        return _assemble(store, segments, fragmented, context, parameters)
+        return _assemble(store, segments, fragmented, context, work.parameters)
 
-    return cached_stage(
-        store,
-        stage="assemble",
-        version=STAGE_VERSION,
-        recipe=recipe,
-        mode=cache,
-        context=context,
-        index=None,
-        parents=list(segments),
-        parameters=parameters,
-        compute=compute,
-    )
+    return cached_stage(store, work, mode=cache, context=context, compute=compute)
 
 
 def _assemble(

@@ -10,7 +10,7 @@ from factory.video import decode_frames, encode_lossless
 from storage.assets import get_asset, put_asset
 from storage.cache import CacheMode
 from storage.objectstore import ObjectStore
-from tasks.cached import cached_stage
+from tasks.cached import StageWork, cached_stage
 from tasks.clock import TASK_RETRIES, is_transient, stage_clock
 from tasks.floor import floor_event
 from tasks.provenance import (
@@ -22,6 +22,36 @@ from tasks.provenance import (
 )
 
 STAGE_VERSION = "1"
+
+
+def composite_work(
+    rendered: Recorded,
+    segment: Segment,
+    index: int,
+    spec: CompositeSpec,
+    caption: str,
+    background: Recorded | None = None,
+    logo: Recorded | None = None,
+) -> StageWork:
+    """What compositing one rendered segment means to the cache and the lineage record."""
+    recipe = {
+        **spec.model_dump(mode="json", exclude={"captions", "background_image", "logo"}),
+        "caption": caption,
+        "width": segment.width,
+        "height": segment.height,
+        "fps": segment.fps,
+        "render": rendered.asset.digest,
+        "background": background.asset.digest if background else None,
+        "logo": logo.asset.digest if logo else None,
+    }
+    return StageWork(
+        stage="composite",
+        version=STAGE_VERSION,
+        recipe=recipe,
+        index=index,
+        parameters={**recipe, "segment_index": index},
+        parents=[ref for ref in (rendered, background, logo) if ref is not None],
+    )
 
 
 def composite_segment(
@@ -37,36 +67,23 @@ def composite_segment(
     cache: CacheMode = "use",
 ) -> StageResult:
     """Lay one rendered segment onto its canvas and store the result losslessly."""
-    parents = [ref for ref in (rendered, background, logo) if ref is not None]
-    recipe = {
-        **spec.model_dump(mode="json", exclude={"captions", "background_image", "logo"}),
-        "caption": caption,
-        "width": segment.width,
-        "height": segment.height,
-        "fps": segment.fps,
-        "render": rendered.asset.digest,
-        "background": background.asset.digest if background else None,
-        "logo": logo.asset.digest if logo else None,
-    }
-    parameters = {**recipe, "segment_index": index}
+    work = composite_work(rendered, segment, index, spec, caption, background, logo)
 
     def compute() -> StageResult:
         return _composite(
-            store, rendered, segment, index, spec, caption, context, background, logo, parameters
+            store,
+            rendered,
+            segment,
+            index,
+            spec,
+            caption,
+            context,
+            background,
+            logo,
+            work.parameters,
         )
 
-    return cached_stage(
-        store,
-        stage="composite",
-        version=STAGE_VERSION,
-        recipe=recipe,
-        mode=cache,
-        context=context,
-        index=index,
-        parents=parents,
-        parameters=parameters,
-        compute=compute,
-    )
+    return cached_stage(store, work, mode=cache, context=context, compute=compute)
 
 
 def _composite(

@@ -9,7 +9,7 @@ from factory.video import decode_frames, encode_h264
 from storage.assets import get_asset, put_asset
 from storage.cache import CacheMode
 from storage.objectstore import ObjectStore
-from tasks.cached import cached_stage
+from tasks.cached import StageWork, cached_stage
 from tasks.clock import TASK_RETRIES, is_transient, stage_clock
 from tasks.floor import floor_event
 from tasks.provenance import (
@@ -23,6 +23,19 @@ from tasks.provenance import (
 STAGE_VERSION = "1"
 
 
+def encode_work(composited: Recorded, segment: Segment, index: int, spec: EncodeSpec) -> StageWork:
+    """What encoding one composited segment means to the cache and the lineage record."""
+    recipe = {**spec.model_dump(mode="json"), "fps": segment.fps, "source": composited.asset.digest}
+    return StageWork(
+        stage="encode",
+        version=STAGE_VERSION,
+        recipe=recipe,
+        index=index,
+        parameters={**recipe, "segment_index": index},
+        parents=[composited],
+    )
+
+
 def encode_segment(
     store: ObjectStore,
     composited: Recorded,
@@ -32,24 +45,12 @@ def encode_segment(
     context: RunContext,
     cache: CacheMode = "use",
 ) -> StageResult:
-    recipe = {**spec.model_dump(mode="json"), "fps": segment.fps, "source": composited.asset.digest}
-    parameters = {**recipe, "segment_index": index}
+    work = encode_work(composited, segment, index, spec)
 
     def compute() -> StageResult:
-        return _encode(store, composited, segment, index, spec, context, parameters)
+        return _encode(store, composited, segment, index, spec, context, work.parameters)
 
-    return cached_stage(
-        store,
-        stage="encode",
-        version=STAGE_VERSION,
-        recipe=recipe,
-        mode=cache,
-        context=context,
-        index=index,
-        parents=[composited],
-        parameters=parameters,
-        compute=compute,
-    )
+    return cached_stage(store, work, mode=cache, context=context, compute=compute)
 
 
 def _encode(

@@ -11,7 +11,7 @@ from factory.video import encode_lossless
 from storage.assets import put_asset
 from storage.cache import CacheMode
 from storage.objectstore import ObjectStore
-from tasks.cached import cached_stage
+from tasks.cached import StageWork, cached_stage
 from tasks.clock import TASK_RETRIES, is_transient, stage_clock
 from tasks.floor import floor_event
 from tasks.provenance import RunContext, credential_signer, media_assertion, write_record
@@ -19,15 +19,8 @@ from tasks.provenance import RunContext, credential_signer, media_assertion, wri
 STAGE_VERSION = "1"
 
 
-def render_segment(
-    store: ObjectStore,
-    segment: Segment,
-    index: int,
-    model: ResolvedModel,
-    context: RunContext,
-    cache: CacheMode = "use",
-) -> StageResult:
-    """Render ``segment`` at the model's native size and store it as a lossless MP4."""
+def render_work(segment: Segment, index: int, model: ResolvedModel) -> StageWork:
+    """What rendering ``segment`` means to the cache and the lineage record."""
     recipe = {
         "prompt": segment.prompt,
         "negative_prompt": segment.negative_prompt,
@@ -41,24 +34,31 @@ def render_segment(
         "pipeline_class": model.entry.pipeline_class,
         "weights_fingerprint": model.fingerprint,
     }
-    parameters = {**recipe, "segment_index": index}
-
-    def compute() -> StageResult:
-        return _render(store, segment, index, model, context, parameters)
-
-    return cached_stage(
-        store,
+    return StageWork(
         stage="render",
         version=STAGE_VERSION,
         recipe=recipe,
-        mode=cache,
-        context=context,
         index=index,
-        parents=[],
-        parameters=parameters,
-        compute=compute,
+        parameters={**recipe, "segment_index": index},
         model=model,
     )
+
+
+def render_segment(
+    store: ObjectStore,
+    segment: Segment,
+    index: int,
+    model: ResolvedModel,
+    context: RunContext,
+    cache: CacheMode = "use",
+) -> StageResult:
+    """Render ``segment`` at the model's native size and store it as a lossless MP4."""
+    work = render_work(segment, index, model)
+
+    def compute() -> StageResult:
+        return _render(store, segment, index, model, context, work.parameters)
+
+    return cached_stage(store, work, mode=cache, context=context, compute=compute)
 
 
 def _render(

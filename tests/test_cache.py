@@ -18,6 +18,7 @@ from storage.cache import SegmentCache, cache_key, lease_key
 from storage.lineage import RecordStore
 from storage.local import LocalStore
 from storage.verification import verify
+from tests.task_runs import task_runs
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
@@ -43,7 +44,8 @@ def _computed(delivery, stage: str) -> list[int | None]:
 def test_warm_run_renders_nothing_and_writes_the_same_deliverable(flow_env, tmp_path):
     store = str(tmp_path / "store")
     cold = produce(_order(), store)
-    warm = produce(_order(), store)
+    warm_state = produce(_order(), store, return_state=True)
+    warm = warm_state.result()
     assert all(not run.cache_hit for run in cold.runs)
     assert all(run.cache_hit for run in warm.runs)
     assert all(run.device_seconds == 0 for run in warm.runs)
@@ -52,6 +54,9 @@ def test_warm_run_renders_nothing_and_writes_the_same_deliverable(flow_env, tmp_
     assert len(records.run_reuses(warm.flow_run_id)) == len(warm.runs)
     assert records.run_records(warm.flow_run_id) == []
     assert verify(LocalStore(tmp_path / "store"), digest=warm.deliverable.digest).verified
+    # Every hit was resolved in one task run: no stage task ran at all.
+    warm_task_runs = task_runs(warm_state.state_details.flow_run_id)
+    assert sorted(run.name.split("-")[0] for run in warm_task_runs) == ["floor", "reuse"]
 
 
 @pytest.mark.slow

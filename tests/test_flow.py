@@ -8,8 +8,6 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
 from factory import progress
 from factory.errors import StoreUnavailable
@@ -20,6 +18,7 @@ from storage.assets import get_asset
 from storage.local import LocalStore
 from storage.open import open_store
 from tests.s3server import free_ports, running_seaweedfs
+from tests.task_runs import task_runs as read_task_runs
 
 pytestmark = pytest.mark.slow
 
@@ -42,19 +41,6 @@ def _wait_dead(pid: int) -> None:
         except ChildProcessError:
             return
         time.sleep(0.05)
-
-
-def _task_runs(flow_run_id) -> list:
-    # States reach the API asynchronously: poll until every task run is final.
-    with get_client(sync_client=True) as client:
-        for _ in range(50):
-            runs = client.read_task_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
-            )
-            if runs and all(run.state and run.state.is_final() for run in runs):
-                return runs
-            time.sleep(0.2)
-    return runs
 
 
 def test_tiny_order_becomes_an_h264_deliverable(flow_env, tmp_path):
@@ -90,12 +76,13 @@ def test_tiny_order_becomes_an_h264_deliverable(flow_env, tmp_path):
     assert len([key for key in keys if key.startswith("floor/availability/")]) == 1
     assert len(keys) == 41
 
-    task_runs = _task_runs(state.state_details.flow_run_id)
+    task_runs = read_task_runs(state.state_details.flow_run_id)
     names = sorted(run.name for run in task_runs)
     assert {name for name in names if name.startswith(("render-", "composite-", "encode-"))} == {
         f"{stage}-{index}" for stage in ("render", "composite", "encode") for index in (0, 1)
     }
-    assert len(task_runs) == 8
+    assert len(task_runs) == 9
+    assert sum(name.startswith("reuse") for name in names) == 1
     assert sum(name.startswith("assemble") for name in names) == 1
     assert sum(name.startswith("floor") for name in names) == 1
     assert all(run.state.is_completed() for run in task_runs)

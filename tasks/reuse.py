@@ -1,0 +1,124 @@
+"""Reuse before scheduling: one task run resolves every stage output the cache already holds.
+
+A warm run would otherwise start a task run per stage and segment (37 for the
+demo) only to find each output in the cache. Each costs about 15 ms of
+orchestration, and their state events reach the ephemeral API's SQLite after the
+flow has returned, where they collide with the next flow run's creation (a 503
+"database is locked" and a 2 s client back-off; bench/RESULTS.md). This task walks
+each segment's chain render → composite → encode as far as the cache reaches,
+then the assembly, writing the same reuse record and floor event a stage task
+writes; the flow submits stage tasks only for what is left.
+"""
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel, ConfigDict
+
+from factory.assets import StageResult
+from factory.orders import Order
+from storage.objectstore import ObjectStore
+from tasks.assemble import assemble_work
+from tasks.cached import StageWork, reuse_cached
+from tasks.clock import TASK_RETRIES, is_transient
+from tasks.composite import composite_work
+from tasks.encode import encode_work
+from tasks.floor import floor_event
+from tasks.prepare import Production
+from tasks.provenance import RunContext
+from tasks.render import render_work
+
+
+class Reused(BaseModel):
+    """The stage outputs taken from the cache, per segment; None where the stage must run."""
+
+    model_config = ConfigDict(frozen=True)
+
+    render: list[StageResult | None]
+    composite: list[StageResult | None]
+    encode: list[StageResult | None]
+    assemble: StageResult | None = None
+
+    @classmethod
+    def nothing(cls, segments: int) -> "Reused":
+        """Nothing reused: every stage runs (cache off or refreshed)."""
+        return cls(render=[None] * segments, composite=[None] * segments, encode=[None] * segments)
+
+    @property
+    def hits(self) -> int:
+        stages = (*self.render, *self.composite, *self.encode, self.assemble)
+        return sum(result is not None for result in stages)
+
+
+def reuse_cached_stages(
+    store: ObjectStore, order: Order, production: Production, context: RunContext
+) -> Reused:
+    """Every stage of ``order`` whose output the cache holds, each with its reuse record."""
+    count = len(order.segments)
+    renders: list[StageResult | None] = [None] * count
+    composites: list[StageResult | None] = [None] * count
+    encodes: list[StageResult | None] = [None] * count
+    for index, segment in enumerate(order.segments):
+        model = production.models[segment.model]
+        render = _reuse(store, render_work(segment, index, model), context, model.entry.name)
+        renders[index] = render
+        if render is None:
+            continue
+        composite = _reuse(
+            store,
+            composite_work(
+                render,
+                segment,
+                index,
+                order.composite,
+                order.caption_for(index),
+                production.background,
+                production.logo,
+            ),
+            context,
+        )
+        composites[index] = composite
+        if composite is None:
+            continue
+        encodes[index] = _reuse(
+            store, encode_work(composite, segment, index, order.encode), context
+        )
+    assembled = None
+    encoded = [result for result in encodes if result is not None]
+    if len(encoded) == count:
+        assembled = _reuse(
+            store,
+            assemble_work(encoded, fragmented=order.encode.fragmented),
+            context,
+            delivered_seconds=order.duration_s,
+        )
+    return Reused(render=renders, composite=composites, encode=encodes, assemble=assembled)
+
+
+def _reuse(
+    store: ObjectStore,
+    work: StageWork,
+    context: RunContext,
+    model: str | None = None,
+    delivered_seconds: float = 0.0,
+) -> StageResult | None:
+    # The same floor event the stage's own task would write for a hit.
+    with floor_event(store, context, work.stage, work.index, model) as attempt:
+        attempt.bytes_in = sum(parent.asset.size for parent in work.parents)
+        attempt.delivered_seconds = delivered_seconds
+        attempt.result = reuse_cached(store, work, context)
+    return attempt.result
+
+
+@task(
+    name="reuse",
+    retries=TASK_RETRIES,
+    retry_delay_seconds=2,
+    retry_condition_fn=is_transient,
+    cache_policy=NO_CACHE,
+)
+def reuse_task(
+    store: ObjectStore, order: Order, production: Production, context: RunContext
+) -> Reused:
+    reused = reuse_cached_stages(store, order, production, context)
+    get_run_logger().info("reused %d stage outputs from the cache", reused.hits)
+    return reused
