@@ -14,7 +14,8 @@ from factory.registry import ResolvedModel
 
 Stage = Literal["ingest", "render", "composite", "encode", "assemble"]
 
-MEDIA_LOSSLESS_MP4 = "video/mp4; codecs=h264-lossless-rgb"
+MEDIA_LOSSLESS_RGB_MP4 = "video/mp4; codecs=h264-lossless-rgb"
+MEDIA_LOSSLESS_YUV420_MP4 = "video/mp4; codecs=h264-lossless-yuv420p"
 MEDIA_MP4 = "video/mp4"
 
 

@@ -359,8 +359,13 @@ class CredentialSigner:
             return self._signer, self._context
 
 
-def read_credentials(data: bytes, trust_anchors: Sequence[bytes]) -> CredentialReport:
+def read_credentials(
+    data: bytes, trust_anchors: Sequence[bytes], *, with_assertion: bool = True
+) -> CredentialReport:
     """What the embedded manifest says and whether it holds, judged against ``trust_anchors``.
+
+    ``with_assertion=False`` leaves out the factory assertion (``assertion`` is None), which
+    needs the store serialised a second time; a verdict does not use it.
 
     ``state`` is the active manifest's own: a child of a tampered ingredient still reads
     Trusted, so look at ``verify_credentials`` (or walk ``ingredients``) before trusting one.
@@ -375,7 +380,7 @@ def read_credentials(data: bytes, trust_anchors: Sequence[bytes]) -> CredentialR
         return CredentialReport(state="Missing", failures=["manifest missing"])
     with reader:
         store = json.loads(reader.json())
-        exact = json.loads(reader.crjson())
+        exact = json.loads(reader.crjson()) if with_assertion else None
     label = store["active_manifest"]
     results = store.get("validation_results", {})
     # Checks made now, while reading, of the ingredient manifests embedded in this store,
@@ -393,7 +398,7 @@ def read_credentials(data: bytes, trust_anchors: Sequence[bytes]) -> CredentialR
         failures=_failures(results.get("activeManifest", {})) + unplaced,
         title=active.get("title"),
         digital_source_type=_digital_source_type(active),
-        assertion=_provenance(exact, label),
+        assertion=_provenance(exact, label) if exact is not None else None,
         ingredients=ingredients,
     )
 
@@ -404,7 +409,7 @@ def verify_credentials(data: bytes, trust_anchors: Sequence[bytes]) -> list[str]
     Passes only when the manifest reads Trusted and no ingredient, at any depth, recorded a
     failure when it was added.
     """
-    report = read_credentials(data, trust_anchors)
+    report = read_credentials(data, trust_anchors, with_assertion=False)
     reasons = list(report.failures)
     for ingredient in report.ingredients:
         reasons.extend(_ingredient_reasons(ingredient, f"ingredient {ingredient.title!r}"))

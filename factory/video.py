@@ -1,4 +1,10 @@
-"""H.264 in MP4: the lossless RGB intermediate, the delivery encode, and joining segments.
+"""H.264 in MP4: the lossless intermediates, the delivery encode, and joining segments.
+
+Renders are kept as lossless RGB. Composites are kept losslessly in the
+deliverable's own pixel format, yuv420p (planes laid out as FFmpeg does, one
+``(3H/2, W)`` array per frame): the RGB→YUV conversion happens once, when the
+composite is made, so the encode reads half the bytes and converts nothing, and
+the delivered stream is the same as encoding the RGB composite directly.
 
 Everything here is a pure function of bytes and arrays. Outputs are content-addressed and
 cached, so every writer is byte-deterministic: the same frames and settings give the same
@@ -6,7 +12,7 @@ bytes in any process on any machine with the same FFmpeg and x264 builds.
 """
 
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
@@ -72,13 +78,35 @@ def encode_lossless(frames: np.ndarray, fps: int) -> bytes:
     """
     _check_frames(frames, fps)
     return _encode(
-        frames,
+        (av.VideoFrame.from_ndarray(image, format="rgb24") for image in frames),
+        frames.shape[2],
+        frames.shape[1],
         fps,
         codec="libx264rgb",
         pix_fmt="rgb24",
         options={"qp": "0", "preset": "ultrafast", "x264-params": _x264_params()},
         container_options={},
-        to_yuv=False,
+        tag_bt709=False,
+    )
+
+
+def encode_lossless_yuv420(planes: np.ndarray, fps: int) -> bytes:
+    """(T,3H/2,W) uint8 yuv420p planes (from ``rgb_to_yuv420``) → MP4 that decodes back to them.
+
+    libx264 at qp 0 keeps every sample; the stream is tagged BT.709 limited range, as the
+    planes are.
+    """
+    _check_planes(planes, fps)
+    return _encode(
+        _yuv_frames(planes),
+        planes.shape[2],
+        planes.shape[1] * 2 // 3,
+        fps,
+        codec="libx264",
+        pix_fmt="yuv420p",
+        options={"qp": "0", "preset": "ultrafast", "x264-params": _x264_params()},
+        container_options={},
+        tag_bt709=True,
     )
 
 
@@ -88,12 +116,17 @@ def encode_h264(frames: np.ndarray, fps: int, *, crf: int, preset: str, fragment
     Segments encoded with the same crf, preset, size and fps can be joined by ``concat_mp4``.
     """
     _check_frames(frames, fps)
-    height, width = frames.shape[1:3]
-    if width % 2 or height % 2:
-        raise BadInput(
-            f"H.264 yuv420p needs even width and height, got {width}x{height}: "
-            "the chroma planes are half size"
-        )
+    _check_even(frames.shape[2], frames.shape[1])
+    return encode_h264_yuv420(
+        rgb_to_yuv420(frames), fps, crf=crf, preset=preset, fragmented=fragmented
+    )
+
+
+def encode_h264_yuv420(
+    planes: np.ndarray, fps: int, *, crf: int, preset: str, fragmented: bool
+) -> bytes:
+    """``encode_h264`` for frames already converted by ``rgb_to_yuv420`` (same output bytes)."""
+    _check_planes(planes, fps)
     options = {
         "crf": str(crf),
         "preset": preset,
@@ -104,30 +137,70 @@ def encode_h264(frames: np.ndarray, fps: int, *, crf: int, preset: str, fragment
     }
     container_options = {"movflags": FRAGMENTED_MOVFLAGS} if fragmented else {}
     return _encode(
-        frames,
+        _yuv_frames(planes),
+        planes.shape[2],
+        planes.shape[1] * 2 // 3,
         fps,
         codec="libx264",
         pix_fmt="yuv420p",
         options=options,
         container_options=container_options,
-        to_yuv=True,
+        tag_bt709=True,
+    )
+
+
+def rgb_to_yuv420(frames: np.ndarray) -> np.ndarray:
+    """(T,H,W,3) uint8 RGB → (T,3H/2,W) yuv420p planes, BT.709 limited range.
+
+    This is the one conversion between the RGB the compositor draws and the YUV the
+    deliverable carries; H and W must be even (the chroma planes are half size).
+    """
+    _check_frames(frames, 1)
+    _check_even(frames.shape[2], frames.shape[1])
+    return np.stack(
+        [
+            # One swscale thread: at this size FFmpeg's own pool only adds overhead, and
+            # the stage's other threads keep the cores busy.
+            av.VideoFrame.from_ndarray(image, format="rgb24")
+            .reformat(
+                format="yuv420p",
+                dst_colorspace=Colorspace.ITU709,
+                dst_color_range=ColorRange.MPEG,
+                threads=1,
+            )
+            .to_ndarray()
+            for image in frames
+        ]
     )
 
 
 def decode_frames(data: bytes) -> np.ndarray:
     """Decode every frame of the first video stream to a (T,H,W,3) uint8 RGB array."""
+    return np.stack(_decode(data, _rgb))
+
+
+def decode_yuv420(data: bytes) -> np.ndarray:
+    """Decode a yuv420p stream (a composite) to its (T,3H/2,W) planes, without conversion."""
+    with _open(data) as container:
+        pix_fmt = container.streams.video[0].codec_context.pix_fmt
+    if pix_fmt != "yuv420p":
+        raise IntegrityError(f"video stream is {pix_fmt}, expected yuv420p planes")
+    return np.stack(_decode(data, lambda frame: frame.to_ndarray()))
+
+
+def _decode(data: bytes, convert: Callable[[av.VideoFrame], np.ndarray]) -> list[np.ndarray]:
     with _open(data) as container:
         stream = container.streams.video[0]
         stream.codec_context.thread_type = "AUTO"
         # By default FFmpeg conceals damaged slices and returns plausible garbage frames.
         stream.codec_context.options = {"err_detect": "explode"}
         try:
-            frames = [_rgb(frame) for frame in container.decode(stream)]
+            frames = [convert(frame) for frame in container.decode(stream)]
         except av.FFmpegError as error:
             raise IntegrityError(f"video stream cannot be decoded: {error}") from None
     if not frames:
         raise IntegrityError("video stream holds no decodable frames")
-    return np.stack(frames)
+    return frames
 
 
 def probe(data: bytes) -> VideoInfo:
@@ -225,56 +298,70 @@ def _check_frames(frames: np.ndarray, fps: int) -> None:
         raise BadInput(f"fps must be at least 1, got {fps}")
 
 
+def _check_planes(planes: np.ndarray, fps: int) -> None:
+    if not isinstance(planes, np.ndarray) or planes.dtype != np.uint8:
+        raise BadInput(f"yuv420p planes must be a uint8 numpy array, got {_describe(planes)}")
+    if planes.ndim != 3 or planes.shape[0] == 0 or planes.shape[1] % 3:
+        raise BadInput(f"yuv420p planes must have shape (T>0, 3H/2, W), got {planes.shape}")
+    _check_even(planes.shape[2], planes.shape[1] * 2 // 3)
+    if fps < 1:
+        raise BadInput(f"fps must be at least 1, got {fps}")
+
+
+def _check_even(width: int, height: int) -> None:
+    if width % 2 or height % 2:
+        raise BadInput(
+            f"H.264 yuv420p needs even width and height, got {width}x{height}: "
+            "the chroma planes are half size"
+        )
+
+
 def _describe(value: object) -> str:
     dtype = getattr(value, "dtype", None)
     return f"{type(value).__name__} of {dtype}" if dtype is not None else type(value).__name__
 
 
 def _encode(
-    frames: np.ndarray,
+    frames: Iterable[av.VideoFrame],
+    width: int,
+    height: int,
     fps: int,
     *,
     codec: str,
     pix_fmt: str,
     options: dict[str, str],
     container_options: dict[str, str],
-    to_yuv: bool,
+    tag_bt709: bool,
 ) -> bytes:
     time_base = Fraction(1, fps)
     buffer = io.BytesIO()
     with av.open(buffer, "w", format="mp4", options=container_options) as container:
         stream = container.add_stream(codec, rate=fps, options=options)
-        stream.width = frames.shape[2]
-        stream.height = frames.shape[1]
+        stream.width = width
+        stream.height = height
         stream.pix_fmt = pix_fmt
         context = stream.codec_context
         context.time_base = time_base
         # PyAV defaults to slice threads: larger files and slower than frame threads.
         context.thread_type = "AUTO"
         context.thread_count = X264_THREADS
-        if to_yuv:
+        if tag_bt709:
             # Tag BT.709 limited range so players do not guess 601 for small frames and 709
-            # for HD; the RGB→YUV conversion below uses the same matrix.
+            # for HD; rgb_to_yuv420 converts with the same matrix.
             context.colorspace = Colorspace.ITU709
             context.color_primaries = ColorPrimaries.BT709
             context.color_trc = ColorTrc.BT709
             context.color_range = ColorRange.MPEG
-        for index, image in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            if to_yuv:
-                # One swscale thread: x264's own threads keep the cores busy, and the pool
-                # FFmpeg would size from the machine's cores only adds overhead at this size.
-                frame = frame.reformat(
-                    format=pix_fmt,
-                    dst_colorspace=Colorspace.ITU709,
-                    dst_color_range=ColorRange.MPEG,
-                    threads=1,
-                )
+        for index, frame in enumerate(frames):
             frame.pts = index
             frame.time_base = time_base
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
     return buffer.getvalue()
+
+
+def _yuv_frames(planes: np.ndarray) -> Iterator[av.VideoFrame]:
+    return (av.VideoFrame.from_ndarray(plane, format="yuv420p") for plane in planes)
 
 
 @contextmanager

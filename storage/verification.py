@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pydantic import BaseModel
 
 from factory.assets import sha256_hex
+from factory.content_credentials import verify_credentials
 from factory.errors import IntegrityError, ObjectNotFound
 from factory.keys import load_c2pa_roots, load_public_keys
 from factory.lineage import LineageRecord, record_digest, verify_record
@@ -18,7 +19,16 @@ from storage.assets import asset_key
 from storage.lineage import RecordStore
 from storage.objectstore import ObjectStore
 
-_MEDIA_WITH_MANIFESTS = ("video/mp4",)
+
+def _is_mp4(data: bytes) -> bool:
+    # ISO BMFF starts with a box whose type is `ftyp`.
+    return data[4:8] == b"ftyp"
+
+
+def _expects_manifest(media_type: str | None) -> bool:
+    # Every MP4 the factory writes carries C2PA, intermediates too; an asset without a
+    # record is checked as well, so a stripped file gets a reason from both sides.
+    return media_type is None or media_type.split(";")[0] == "video/mp4"
 
 
 class ProvenanceNode(BaseModel):
@@ -43,6 +53,10 @@ class VerifyReport(BaseModel):
 
 def _short(digest: str) -> str:
     return digest[:12]
+
+
+def _altered(digest: str, actual: str) -> str:
+    return f"asset {_short(digest)}: stored bytes hash to {_short(actual)}… (altered)"
 
 
 class _Walker:
@@ -95,6 +109,13 @@ class _Walker:
         node.problems.append(problem)
         self.problems.append(problem)
 
+    def checked_already(self, digest: str, actual: str) -> None:
+        """``digest``'s stored bytes were hashed by the caller, to ``actual``."""
+        if digest in self.stored:
+            self.stored.remove(digest)
+        if actual != digest:
+            self.fail(self.seen[digest], _altered(digest, actual))
+
     def check_stored_bytes(self) -> None:
         """Hash every stored asset of the graph; threads overlap I/O and hashing."""
 
@@ -103,9 +124,7 @@ class _Walker:
                 actual = self.store.sha256(asset_key(digest))
             except ObjectNotFound:
                 return f"asset {_short(digest)}: missing from the store"
-            if actual != digest:
-                return f"asset {_short(digest)}: stored bytes hash to {_short(actual)}… (altered)"
-            return None
+            return _altered(digest, actual) if actual != digest else None
 
         with ThreadPoolExecutor(max_workers=4) as pool:
             for digest, problem in zip(self.stored, pool.map(check, self.stored), strict=True):
@@ -117,6 +136,7 @@ def verify(
     store: ObjectStore, *, digest: str | None = None, data: bytes | None = None
 ) -> VerifyReport:
     """Verify a file's bytes (``data``) or a stored asset (``digest``) and all its ancestors."""
+    from_store = data is None
     if data is None:
         if digest is None:
             raise ValueError("give digest or data")
@@ -126,21 +146,23 @@ def verify(
             raise ObjectNotFound(
                 f"asset {digest} is not in {store.url}; pass the file itself or the right --store"
             ) from None
-    digest = sha256_hex(data)
-    walker = _Walker(store)
-    tree = walker.walk(digest, None)
-    credentials: list[str] = []
+    roots = load_c2pa_roots(store)
     with ThreadPoolExecutor(max_workers=1) as pool:
-        # The manifest check runs beside the byte checks: both spend their time in
-        # native code (c2pa-rs, OpenSSL's SHA-256) with the GIL released.
-        manifest_check = None
-        if tree.media_type in _MEDIA_WITH_MANIFESTS or tree.media_type is None:
-            from factory.content_credentials import verify_credentials
-
-            manifest_check = pool.submit(verify_credentials, data, load_c2pa_roots(store))
+        # The manifest check runs beside the hashing and the record walk: both spend
+        # their time in native code (c2pa-rs, OpenSSL's SHA-256) with the GIL released.
+        manifest_check = pool.submit(verify_credentials, data, roots) if _is_mp4(data) else None
+        actual = sha256_hex(data)
+        # Asked by digest, the stored copy is what was read: walk the asset asked for, and
+        # its bytes need no second hashing.
+        digest = digest if from_store else actual
+        walker = _Walker(store)
+        tree = walker.walk(digest, None)
+        if from_store:
+            walker.checked_already(digest, actual)
+        if manifest_check is None and _expects_manifest(tree.media_type):
+            manifest_check = pool.submit(verify_credentials, data, roots)
         walker.check_stored_bytes()
-        if manifest_check is not None:
-            credentials = manifest_check.result()
+        credentials = manifest_check.result() if manifest_check is not None else []
     for problem in credentials:
         walker.fail(tree, f"C2PA: {problem}")
     return VerifyReport(

@@ -3,10 +3,10 @@
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from factory.assets import MEDIA_LOSSLESS_MP4, Recorded, StageResult
+from factory.assets import MEDIA_LOSSLESS_YUV420_MP4, Recorded, StageResult
 from factory.compositing import Compositor
 from factory.orders import CompositeSpec, Segment
-from factory.video import decode_frames, encode_lossless
+from factory.video import decode_frames, encode_lossless_yuv420, rgb_to_yuv420
 from storage.assets import get_asset, put_asset
 from storage.cache import CacheMode
 from storage.objectstore import ObjectStore
@@ -21,7 +21,8 @@ from tasks.provenance import (
     write_record,
 )
 
-STAGE_VERSION = "1"
+# 2: stored as lossless yuv420p (was lossless RGB).
+STAGE_VERSION = "2"
 
 
 def composite_work(
@@ -115,10 +116,12 @@ def _composite(
             logo=components["logo"][1] if "logo" in components else None,
         )
         with clock.device():
-            composed = compositor.compose(frames)
+            # Kept in the deliverable's pixel format: half the bytes of RGB, and the
+            # encode then converts nothing.
+            composed = rgb_to_yuv420(compositor.compose(frames))
         parents = [rendered, *(ref for ref, _ in components.values())]
         signed = credential_signer().sign_composite(
-            encode_lossless(composed, segment.fps),
+            encode_lossless_yuv420(composed, segment.fps),
             title=f"{context.order_id} segment {index} composite",
             render=ingredient(rendered, render_bytes, f"segment {index} render", "render"),
             components=[
@@ -127,7 +130,7 @@ def _composite(
             provenance=media_assertion("composite", context, parents, rendered.models),
         )
         asset = put_asset(
-            store, signed, MEDIA_LOSSLESS_MP4, tuple(ref.asset.digest for ref in parents)
+            store, signed, MEDIA_LOSSLESS_YUV420_MP4, tuple(ref.asset.digest for ref in parents)
         )
         run = clock.run_record(asset)
         digest = write_record(

@@ -5,7 +5,7 @@ from prefect.cache_policies import NO_CACHE
 
 from factory.assets import MEDIA_MP4, Recorded, StageResult
 from factory.orders import EncodeSpec, Segment
-from factory.video import decode_frames, encode_h264
+from factory.video import decode_yuv420, encode_h264_yuv420
 from storage.assets import get_asset, put_asset
 from storage.cache import CacheMode
 from storage.objectstore import ObjectStore
@@ -20,7 +20,8 @@ from tasks.provenance import (
     write_record,
 )
 
-STAGE_VERSION = "1"
+# 2: reads the composite's yuv420p planes (was RGB).
+STAGE_VERSION = "2"
 
 
 def encode_work(composited: Recorded, segment: Segment, index: int, spec: EncodeSpec) -> StageWork:
@@ -64,10 +65,10 @@ def _encode(
 ) -> StageResult:
     with stage_clock("encode", index) as clock:
         source = get_asset(store, composited.asset)
-        frames = decode_frames(source)
+        planes = decode_yuv420(source)
         with clock.device():
-            data = encode_h264(
-                frames, segment.fps, crf=spec.crf, preset=spec.preset, fragmented=spec.fragmented
+            data = encode_h264_yuv420(
+                planes, segment.fps, crf=spec.crf, preset=spec.preset, fragmented=spec.fragmented
             )
         signed = credential_signer().sign_encoded(
             data,

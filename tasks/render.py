@@ -3,7 +3,7 @@
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from factory.assets import MEDIA_LOSSLESS_MP4, StageResult
+from factory.assets import MEDIA_LOSSLESS_RGB_MP4, StageResult
 from factory.orders import Segment
 from factory.pipelines import device_class, get_pipeline, render_frames
 from factory.registry import ResolvedModel
@@ -90,7 +90,7 @@ def _render(
             title=f"{context.order_id} segment {index} render",
             provenance=media_assertion("render", context, [], [model]),
         )
-        asset = put_asset(store, signed, MEDIA_LOSSLESS_MP4)
+        asset = put_asset(store, signed, MEDIA_LOSSLESS_RGB_MP4)
         run = clock.run_record(asset)
         digest = write_record(
             store,

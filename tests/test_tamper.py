@@ -100,6 +100,22 @@ def test_manifest_byte_flipped_in_the_deliverable(store):
     assert any(problem.startswith("C2PA: ") for problem in report.problems)
 
 
+def test_stored_deliverable_byte_flipped_and_verified_by_digest(store):
+    # Asked by digest, the stored copy itself is the suspect: the report names it
+    # as altered (it still has its record), and its manifest no longer matches.
+    store, delivery = store
+    digest = delivery.deliverable.digest
+    path = _path(store, delivery.deliverable.key)
+    data = path.read_bytes()
+    _flip(path, data.index(b"mdat") + 200)
+    report = verify(store, digest=digest)
+    assert not report.verified
+    assert report.digest == digest
+    assert report.tree.record_digest == delivery.record_digest
+    assert f"asset {digest[:12]}: stored bytes hash to" in " ".join(report.problems)
+    assert any("bmffHash.mismatch" in problem for problem in report.problems)
+
+
 def test_stored_segment_byte_flipped(store):
     store, delivery = store
     segment = _ancestors(store, delivery.deliverable.digest)["encode"][0]
@@ -201,3 +217,15 @@ def test_manifest_stripped(store):
     report = verify(store, data=stripped)
     assert not report.verified
     assert "C2PA: manifest missing" in report.problems
+
+
+def test_intermediate_verified_by_digest_has_its_manifest_checked(store):
+    store, delivery = store
+    composite = _ancestors(store, delivery.deliverable.digest)["composite"][0]
+    assert verify(store, digest=composite).verified
+    path = _path(store, asset_key(composite))
+    data = path.read_bytes()
+    _flip(path, data.index(b"c2pa.signature") + 40)
+    report = verify(store, digest=composite)
+    assert not report.verified
+    assert any(problem.startswith("C2PA: ") for problem in report.problems)
