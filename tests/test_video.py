@@ -17,9 +17,13 @@ from factory.video import (
     KEYFRAME_INTERVAL_S,
     concat_mp4,
     decode_frames,
+    decode_yuv420,
     encode_h264,
+    encode_h264_yuv420,
     encode_lossless,
+    encode_lossless_yuv420,
     probe,
+    rgb_to_yuv420,
 )
 
 FPS = 12
@@ -74,6 +78,39 @@ def test_lossless_roundtrip_is_bit_exact(shape: tuple[int, int, int]) -> None:
     info = probe(data)
     assert (info.codec, info.frames, info.width, info.height) == ("h264", count, width, height)
     assert info.duration_s == pytest.approx(count / FPS)
+
+
+def test_yuv420_intermediate_roundtrip_is_bit_exact() -> None:
+    planes = rgb_to_yuv420(panning(6, height=36, width=50))
+    assert planes.shape == (6, 54, 50)
+    data = encode_lossless_yuv420(planes, FPS)
+    assert np.array_equal(decode_yuv420(data), planes)
+    info = probe(data)
+    assert (info.pix_fmt, info.width, info.height, info.frames) == ("yuv420p", 50, 36, 6)
+    assert encode_lossless_yuv420(planes.copy(), FPS) == data
+
+
+def test_h264_from_yuv420_planes_is_the_same_stream_as_from_rgb() -> None:
+    # Composites are kept as yuv420p planes; the deliverable must not change for it.
+    frames = panning(14, height=48, width=64)
+    for fragmented in (False, True):
+        planes = rgb_to_yuv420(frames)
+        assert encode_h264_yuv420(
+            planes, FPS, crf=23, preset="veryfast", fragmented=fragmented
+        ) == h264(frames, fragmented=fragmented)
+
+
+def test_yuv420_refuses_rgb_streams_and_bad_planes() -> None:
+    with pytest.raises(IntegrityError, match="expected yuv420p"):
+        decode_yuv420(encode_lossless(panning(2), FPS))
+    with pytest.raises(BadInput, match="even width and height"):
+        rgb_to_yuv420(np.zeros((2, 17, 32, 3), np.uint8))
+    with pytest.raises(BadInput, match="shape"):
+        encode_lossless_yuv420(np.zeros((2, 16, 16, 3), np.uint8), FPS)
+    with pytest.raises(BadInput, match="uint8"):
+        encode_h264_yuv420(
+            np.zeros((2, 24, 16), np.float32), FPS, crf=23, preset="veryfast", fragmented=False
+        )
 
 
 def test_lossless_is_deterministic() -> None:
