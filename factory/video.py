@@ -117,8 +117,16 @@ def encode_h264(frames: np.ndarray, fps: int, *, crf: int, preset: str, fragment
     """
     _check_frames(frames, fps)
     _check_even(frames.shape[2], frames.shape[1])
-    return encode_h264_yuv420(
-        rgb_to_yuv420(frames), fps, crf=crf, preset=preset, fragmented=fragmented
+    # Converted frame by frame as x264 asks for them, so the conversion overlaps x264's
+    # own threads; the bytes are those of encode_h264_yuv420(rgb_to_yuv420(frames)).
+    return _encode_h264(
+        (_to_yuv420(image) for image in frames),
+        frames.shape[2],
+        frames.shape[1],
+        fps,
+        crf=crf,
+        preset=preset,
+        fragmented=fragmented,
     )
 
 
@@ -127,6 +135,27 @@ def encode_h264_yuv420(
 ) -> bytes:
     """``encode_h264`` for frames already converted by ``rgb_to_yuv420`` (same output bytes)."""
     _check_planes(planes, fps)
+    return _encode_h264(
+        _yuv_frames(planes),
+        planes.shape[2],
+        planes.shape[1] * 2 // 3,
+        fps,
+        crf=crf,
+        preset=preset,
+        fragmented=fragmented,
+    )
+
+
+def _encode_h264(
+    frames: Iterable[av.VideoFrame],
+    width: int,
+    height: int,
+    fps: int,
+    *,
+    crf: int,
+    preset: str,
+    fragmented: bool,
+) -> bytes:
     options = {
         "crf": str(crf),
         "preset": preset,
@@ -137,9 +166,9 @@ def encode_h264_yuv420(
     }
     container_options = {"movflags": FRAGMENTED_MOVFLAGS} if fragmented else {}
     return _encode(
-        _yuv_frames(planes),
-        planes.shape[2],
-        planes.shape[1] * 2 // 3,
+        frames,
+        width,
+        height,
         fps,
         codec="libx264",
         pix_fmt="yuv420p",
@@ -157,20 +186,17 @@ def rgb_to_yuv420(frames: np.ndarray) -> np.ndarray:
     """
     _check_frames(frames, 1)
     _check_even(frames.shape[2], frames.shape[1])
-    return np.stack(
-        [
-            # One swscale thread: at this size FFmpeg's own pool only adds overhead, and
-            # the stage's other threads keep the cores busy.
-            av.VideoFrame.from_ndarray(image, format="rgb24")
-            .reformat(
-                format="yuv420p",
-                dst_colorspace=Colorspace.ITU709,
-                dst_color_range=ColorRange.MPEG,
-                threads=1,
-            )
-            .to_ndarray()
-            for image in frames
-        ]
+    return np.stack([_to_yuv420(image).to_ndarray() for image in frames])
+
+
+def _to_yuv420(image: np.ndarray) -> av.VideoFrame:
+    # One swscale thread: at this size FFmpeg's own pool only adds overhead, and x264's
+    # threads or the stage's other work keep the cores busy.
+    return av.VideoFrame.from_ndarray(image, format="rgb24").reformat(
+        format="yuv420p",
+        dst_colorspace=Colorspace.ITU709,
+        dst_color_range=ColorRange.MPEG,
+        threads=1,
     )
 
 
