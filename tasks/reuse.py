@@ -10,6 +10,9 @@ then the assembly, writing the same reuse record and floor event a stage task
 writes; the flow submits stage tasks only for what is left.
 """
 
+import contextvars
+from concurrent.futures import ThreadPoolExecutor
+
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict
@@ -26,6 +29,9 @@ from tasks.floor import floor_event
 from tasks.prepare import Production
 from tasks.provenance import RunContext
 from tasks.render import render_work
+
+# Lookups wait on the store more than on the CPU.
+LOOKUP_THREADS = 8
 
 
 class Reused(BaseModel):
@@ -52,17 +58,20 @@ class Reused(BaseModel):
 def reuse_cached_stages(
     store: ObjectStore, order: Order, production: Production, context: RunContext
 ) -> Reused:
-    """Every stage of ``order`` whose output the cache holds, each with its reuse record."""
+    """Every stage of ``order`` whose output the cache holds, each with its reuse record.
+
+    Segments are looked up concurrently: on a remote store each hit is several round
+    trips (entry, object, reuse record, run index, floor event), and hashing releases
+    the GIL.
+    """
     count = len(order.segments)
-    renders: list[StageResult | None] = [None] * count
-    composites: list[StageResult | None] = [None] * count
-    encodes: list[StageResult | None] = [None] * count
-    for index, segment in enumerate(order.segments):
+
+    def segment_chain(index: int) -> list[StageResult | None]:
+        segment = order.segments[index]
         model = production.models[segment.model]
         render = _reuse(store, render_work(segment, index, model), context, model.entry.name)
-        renders[index] = render
         if render is None:
-            continue
+            return [None, None, None]
         composite = _reuse(
             store,
             composite_work(
@@ -76,12 +85,21 @@ def reuse_cached_stages(
             ),
             context,
         )
-        composites[index] = composite
         if composite is None:
-            continue
-        encodes[index] = _reuse(
-            store, encode_work(composite, segment, index, order.encode), context
-        )
+            return [render, None, None]
+        encode = _reuse(store, encode_work(composite, segment, index, order.encode), context)
+        return [render, composite, encode]
+
+    with ThreadPoolExecutor(max_workers=min(LOOKUP_THREADS, count)) as pool:
+        # Each lookup runs in a copy of this task's context, so its floor event and
+        # reuse record name this task run.
+        futures = [
+            pool.submit(contextvars.copy_context().run, segment_chain, i) for i in range(count)
+        ]
+        chains = [future.result() for future in futures]
+    renders = [chain[0] for chain in chains]
+    composites = [chain[1] for chain in chains]
+    encodes = [chain[2] for chain in chains]
     assembled = None
     encoded = [result for result in encodes if result is not None]
     if len(encoded) == count:

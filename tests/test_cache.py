@@ -15,6 +15,7 @@ from factory.assets import sha256_hex
 from factory.orders import parse_order
 from flows.produce import produce
 from storage.cache import SegmentCache, cache_key, lease_key
+from storage.floor_events import list_event_keys, read_events
 from storage.lineage import RecordStore
 from storage.local import LocalStore
 from storage.verification import verify
@@ -57,6 +58,16 @@ def test_warm_run_renders_nothing_and_writes_the_same_deliverable(flow_env, tmp_
     # Every hit was resolved in one task run: no stage task ran at all.
     warm_task_runs = task_runs(warm_state.state_details.flow_run_id)
     assert sorted(run.name.split("-")[0] for run in warm_task_runs) == ["floor", "reuse"]
+    # Looked up on worker threads, the hits still name the reuse task run that made them.
+    reuse_run = next(str(run.id) for run in warm_task_runs if run.name.startswith("reuse"))
+    store_ = LocalStore(tmp_path / "store")
+    events = [
+        event
+        for key in list_event_keys(store_, warm.flow_run_id)
+        for event in read_events(store_, key)
+    ]
+    assert len(events) == len(warm.runs)
+    assert {(event.status, event.task_run_id) for event in events} == {("cache_hit", reuse_run)}
 
 
 @pytest.mark.slow
