@@ -60,11 +60,10 @@ def produce(
     started = datetime.now(UTC)
     context = RunContext(order_id=order.id, flow_run_id=str(flow_run.id))
     production = prepare(order, Settings(), store, context)
-    segments = len(order.segments)
     reused = (
-        reuse_task(production.store, order, production, context)
+        reuse_task(order, production, context)
         if cache == "use"
-        else Reused.nothing(segments)
+        else Reused.nothing(len(order.segments))
     )
     rendered, composited, encoded = [], [], []
     for index, segment in enumerate(order.segments):

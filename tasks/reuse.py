@@ -55,16 +55,14 @@ class Reused(BaseModel):
         return sum(result is not None for result in stages)
 
 
-def reuse_cached_stages(
-    store: ObjectStore, order: Order, production: Production, context: RunContext
-) -> Reused:
+def reuse_cached_stages(order: Order, production: Production, context: RunContext) -> Reused:
     """Every stage of ``order`` whose output the cache holds, each with its reuse record.
 
     Segments are looked up concurrently: on a remote store each hit is several round
     trips (entry, object, reuse record, run index, floor event), and hashing releases
     the GIL.
     """
-    count = len(order.segments)
+    store, count = production.store, len(order.segments)
 
     def segment_chain(index: int) -> list[StageResult | None]:
         segment = order.segments[index]
@@ -134,9 +132,7 @@ def _reuse(
     retry_condition_fn=is_transient,
     cache_policy=NO_CACHE,
 )
-def reuse_task(
-    store: ObjectStore, order: Order, production: Production, context: RunContext
-) -> Reused:
-    reused = reuse_cached_stages(store, order, production, context)
+def reuse_task(order: Order, production: Production, context: RunContext) -> Reused:
+    reused = reuse_cached_stages(order, production, context)
     get_run_logger().info("reused %d stage outputs from the cache", reused.hits)
     return reused

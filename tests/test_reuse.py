@@ -1,0 +1,72 @@
+"""The reuse pass on its own, without Prefect: each segment's chain as far as the cache reaches."""
+
+from factory.orders import Order
+from factory.settings import Settings
+from storage.lineage import RecordStore
+from tasks.assemble import assemble_segments
+from tasks.composite import composite_segment
+from tasks.encode import encode_segment
+from tasks.prepare import Production, prepare
+from tasks.provenance import RunContext
+from tasks.render import render_segment
+from tasks.reuse import reuse_cached_stages
+from tests.test_cache import _order
+
+
+def _produce_plainly(order: Order, production: Production, context: RunContext) -> str:
+    encoded = []
+    for index, segment in enumerate(order.segments):
+        rendered = render_segment(
+            production.store, segment, index, production.models[segment.model], context
+        )
+        composited = composite_segment(
+            production.store,
+            rendered,
+            segment,
+            index,
+            order.composite,
+            order.caption_for(index),
+            context,
+            production.background,
+            production.logo,
+        )
+        encoded.append(
+            encode_segment(production.store, composited, segment, index, order.encode, context)
+        )
+    assembled = assemble_segments(
+        production.store, encoded, fragmented=order.encode.fragmented, context=context
+    )
+    return assembled.asset.digest
+
+
+def _prepared(order: Order, store: str, run: str) -> tuple[Production, RunContext]:
+    context = RunContext(order_id=order.id, flow_run_id=run)
+    return prepare(order, Settings(), store, context), context
+
+
+def test_reuse_pass_follows_each_chain_as_far_as_the_cache_reaches(
+    factory_home, monkeypatch, tmp_path
+):
+    monkeypatch.setenv("FACTORY_HOME", str(factory_home))
+    store = str(tmp_path / "store")
+    order = _order()
+    production, context = _prepared(order, store, "cold")
+    assert reuse_cached_stages(order, production, context).hits == 0
+    deliverable = _produce_plainly(order, production, context)
+
+    production, context = _prepared(order, store, "warm")
+    warm = reuse_cached_stages(order, production, context)
+    assert warm.hits == 7
+    assert warm.assemble is not None and warm.assemble.asset.digest == deliverable
+    results = [*warm.render, *warm.composite, *warm.encode, warm.assemble]
+    assert all(r is not None and r.run.cache_hit and r.run.device_seconds == 0 for r in results)
+    assert len(RecordStore(production.store).run_reuses("warm")) == 7
+
+    edited = _order({(1, "caption"): "another caption"})
+    production, context = _prepared(edited, store, "edited")
+    partial = reuse_cached_stages(edited, production, context)
+    assert [result is not None for result in partial.render] == [True, True]
+    assert [result is not None for result in partial.composite] == [True, False]
+    assert [result is not None for result in partial.encode] == [True, False]
+    assert partial.assemble is None
+    assert len(RecordStore(production.store).run_reuses("edited")) == 4
