@@ -163,8 +163,7 @@ class SegmentCache:
             if found.entry is not None:
                 yield found.entry
                 return
-            if self._stale(where):
-                self.store.delete(where)
+            if self._cleared_if_abandoned(where):
                 continue
             time.sleep(poll_seconds)
         try:
@@ -173,14 +172,31 @@ class SegmentCache:
             found = self.lookup(stage, key)
             yield found.entry
         finally:
-            _held_here.discard(lease.owner)
+            # Released before it stops counting as held here, so no thread of ours
+            # can judge it abandoned while it still exists.
             self._release(where, lease.owner)
+            _held_here.discard(lease.owner)
 
-    def _stale(self, where: str) -> bool:
+    def _cleared_if_abandoned(self, where: str) -> bool:
+        """Remove the lease at ``where`` if its holder is gone; True when it is gone now."""
         try:
-            held = _Lease.model_validate_json(self.store.get(where))
+            seen = self.store.get(where)
         except ObjectNotFound:
+            return True
+        if not self._abandoned(seen):
             return False
+        # Delete only the lease judged abandoned: another waiter may have taken it over
+        # and put its own since.
+        try:
+            if self.store.get(where) == seen:
+                self.store.delete(where)
+        except ObjectNotFound:
+            pass
+        return True
+
+    def _abandoned(self, lease_bytes: bytes) -> bool:
+        try:
+            held = _Lease.model_validate_json(lease_bytes)
         except (ValidationError, json.JSONDecodeError):
             return True
         if held.expires < time.time():

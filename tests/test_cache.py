@@ -245,6 +245,33 @@ def test_lease_left_by_a_failed_attempt_in_this_process_is_taken_over(tmp_path):
 
 
 @pytest.mark.s3
+def test_an_abandoned_lease_taken_over_meanwhile_is_not_deleted(tmp_path):
+    # Two waiters judge the same lease abandoned; the first deletes it and puts its own.
+    # The second must not then delete the first one's live lease, or both compute.
+    where = lease_key("render", "c" * 64)
+    host = __import__("socket").gethostname()
+    abandoned = (
+        f'{{"owner": "gone", "host": "{host}", "pid": {os.getpid()}, '
+        f'"expires": {time.time() + 3600}}}'
+    ).encode()
+    live = abandoned.replace(b'"gone"', b'"other-waiter"').replace(
+        f'"pid": {os.getpid()}'.encode(), f'"pid": {os.getppid()}'.encode()
+    )
+
+    class OtherWaiterStepsIn(LocalStore):
+        def get(self, key: str) -> bytes:
+            data = super().get(key)
+            if key == where and data == abandoned:
+                self.delete(where)
+                self.put(where, live)
+            return data
+
+    store = OtherWaiterStepsIn(tmp_path)
+    store.put(where, abandoned)
+    assert SegmentCache(store)._cleared_if_abandoned(where)
+    assert LocalStore(tmp_path).get(where) == live
+
+
 def test_single_flight_on_s3_computes_once_and_the_waiter_reuses(s3_env):
     from datetime import UTC, datetime
 
