@@ -207,11 +207,13 @@ def decode_frames(data: bytes) -> np.ndarray:
 
 def decode_yuv420(data: bytes) -> np.ndarray:
     """Decode a yuv420p stream (a composite) to its (T,3H/2,W) planes, without conversion."""
-    with _open(data) as container:
-        pix_fmt = container.streams.video[0].codec_context.pix_fmt
-    if pix_fmt != "yuv420p":
-        raise IntegrityError(f"video stream is {pix_fmt}, expected yuv420p planes")
-    return np.stack(_decode(data, lambda frame: frame.to_ndarray()))
+
+    def planes(frame: av.VideoFrame) -> np.ndarray:
+        if frame.format.name != "yuv420p":
+            raise IntegrityError(f"video stream is {frame.format.name}, expected yuv420p planes")
+        return frame.to_ndarray()
+
+    return np.stack(_decode(data, planes))
 
 
 def _decode(data: bytes, convert: Callable[[av.VideoFrame], np.ndarray]) -> list[np.ndarray]:

@@ -22,6 +22,9 @@ from tasks.provenance import RunContext
 from tasks.render import render_task
 from tasks.reuse import Reused, reuse_task
 
+# A stage's output: reused by the reuse pass, or still to come from its task.
+Staged = StageResult | PrefectFuture[StageResult]
+
 
 class Delivery(BaseModel):
     """What a finished production returns to its caller (CLI, API client, UI)."""
@@ -65,37 +68,49 @@ def produce(
         if cache == "use"
         else Reused.nothing(len(order.segments))
     )
-    rendered, composited, encoded = [], [], []
+    # Stage tasks run only for what the reuse pass did not find; their inputs are
+    # either its results or the futures of the stage tasks before them.
+    rendered: list[Staged] = []
+    composited: list[Staged] = []
+    encoded: list[Staged] = []
     for index, segment in enumerate(order.segments):
-        render = reused.render[index] or render_task.submit(
-            production.store, segment, index, production.models[segment.model], context, cache
-        )
-        composite = reused.composite[index] or composite_task.submit(
-            production.store,
-            render,
-            segment,
-            index,
-            order.composite,
-            order.caption_for(index),
-            context,
-            production.background,
-            production.logo,
-            cache,
-        )
-        encode = reused.encode[index] or encode_task.submit(
-            production.store, composite, segment, index, order.encode, context, cache
-        )
+        render = reused.render[index]
+        if render is None:
+            render = render_task.submit(
+                production.store, segment, index, production.models[segment.model], context, cache
+            )
+        composite = reused.composite[index]
+        if composite is None:
+            composite = composite_task.submit(
+                production.store,
+                render,
+                segment,
+                index,
+                order.composite,
+                order.caption_for(index),
+                context,
+                production.background,
+                production.logo,
+                cache,
+            )
+        encode = reused.encode[index]
+        if encode is None:
+            encode = encode_task.submit(
+                production.store, composite, segment, index, order.encode, context, cache
+            )
         rendered.append(render)
         composited.append(composite)
         encoded.append(encode)
-    assembled = reused.assemble or assemble_task(
-        production.store,
-        encoded,
-        fragmented=order.encode.fragmented,
-        context=context,
-        cache=cache,
-        delivered_seconds=order.duration_s,
-    )
+    assembled = reused.assemble
+    if assembled is None:
+        assembled = assemble_task(
+            production.store,
+            encoded,
+            fragmented=order.encode.fragmented,
+            context=context,
+            cache=cache,
+            delivered_seconds=order.duration_s,
+        )
     runs = [_result(stage).run for stage in (*rendered, *composited, *encoded)]
     close_floor_task(production.store, context, started, ingest=floor)
     return Delivery(
@@ -109,5 +124,5 @@ def produce(
     )
 
 
-def _result(stage: StageResult | PrefectFuture[StageResult]) -> StageResult:
+def _result(stage: Staged) -> StageResult:
     return stage if isinstance(stage, StageResult) else stage.result()

@@ -173,9 +173,13 @@ class SegmentCache:
             yield found.entry
         finally:
             # Released before it stops counting as held here, so no thread of ours
-            # can judge it abandoned while it still exists.
-            self._release(where, lease.owner)
-            _held_here.discard(lease.owner)
+            # can judge it abandoned while it still exists; un-marked even when the
+            # release fails (the store went away), so this process's retry can take
+            # the lease over at once instead of waiting for it to expire.
+            try:
+                self._release(where, lease.owner)
+            finally:
+                _held_here.discard(lease.owner)
 
     def _cleared_if_abandoned(self, where: str) -> bool:
         """Remove the lease at ``where`` if its holder is gone; True when it is gone now."""
@@ -185,8 +189,10 @@ class SegmentCache:
             return True
         if not self._abandoned(seen):
             return False
-        # Delete only the lease judged abandoned: another waiter may have taken it over
-        # and put its own since.
+        # Delete only if it is still the lease judged abandoned: another waiter may have
+        # taken it over and put its own since. This narrows the race without closing it
+        # (the stores have no conditional delete); losing it costs a second computation
+        # of the same output, never a wrong entry (entries are written once).
         try:
             if self.store.get(where) == seen:
                 self.store.delete(where)

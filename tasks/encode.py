@@ -20,7 +20,7 @@ from tasks.provenance import (
     write_record,
 )
 
-# 2: reads the composite's yuv420p planes (was RGB).
+# 2: takes composite stage 2's yuv420p planes (stage 1 composites were RGB).
 STAGE_VERSION = "2"
 
 

@@ -105,7 +105,8 @@ def media_assertion(
     The asset's own record cannot be named by digest here: the record describes the
     signed bytes, which exist only after this manifest is signed. So the assertion
     names where the record lives (by the file's own SHA-256) and the digests of the
-    parents' records, which the record repeats and `factory verify` cross-checks.
+    parents' records, which the record repeats (and `factory verify` checks through the
+    records' hash links).
     """
     return {
         "stage": stage,

@@ -7,10 +7,13 @@ flow has returned, where they collide with the next flow run's creation (a 503
 "database is locked" and a 2 s client back-off; bench/RESULTS.md). This task walks
 each segment's chain render → composite → encode as far as the cache reaches,
 then the assembly, writing the same reuse record and floor event a stage task
-writes; the flow submits stage tasks only for what is left.
+writes; the flow submits stage tasks only for what is left. A miss is looked up
+again by its stage task (whose single-flight lease needs a fresh look anyway), and
+a lookup that fails here is treated as a miss.
 """
 
 import contextvars
+import logging
 from concurrent.futures import ThreadPoolExecutor
 
 from prefect import get_run_logger, task
@@ -18,17 +21,19 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict
 
 from factory.assets import StageResult
+from factory.errors import FactoryError
 from factory.orders import Order
 from storage.objectstore import ObjectStore
 from tasks.assemble import assemble_work
 from tasks.cached import StageWork, reuse_cached
-from tasks.clock import TASK_RETRIES, is_transient
 from tasks.composite import composite_work
 from tasks.encode import encode_work
 from tasks.floor import floor_event
 from tasks.prepare import Production
 from tasks.provenance import RunContext
 from tasks.render import render_work
+
+log = logging.getLogger("factory.cache")
 
 # Lookups wait on the store more than on the CPU.
 LOOKUP_THREADS = 8
@@ -117,21 +122,31 @@ def _reuse(
     model: str | None = None,
     delivered_seconds: float = 0.0,
 ) -> StageResult | None:
-    # The same floor event the stage's own task would write for a hit.
-    with floor_event(store, context, work.stage, work.index, model) as attempt:
-        attempt.bytes_in = sum(parent.asset.size for parent in work.parents)
-        attempt.delivered_seconds = delivered_seconds
-        attempt.result = reuse_cached(store, work, context)
-    return attempt.result
+    # Reuse is an optimisation: a lookup that fails (the store hiccups, an entry cannot
+    # be read) is a miss here, and the stage's own task looks again, with retries, and
+    # accounts for its own attempts.
+    try:
+        result = reuse_cached(store, work, context)
+        if result is not None:
+            # The same floor event the stage's own task would write for a hit.
+            with floor_event(store, context, work.stage, work.index, model) as attempt:
+                attempt.bytes_in = sum(parent.asset.size for parent in work.parents)
+                attempt.delivered_seconds = delivered_seconds
+                attempt.result = result
+    except (FactoryError, OSError) as error:
+        log.warning(
+            "cache lookup for %s (segment %s) failed, its task will run: %s",
+            work.stage,
+            work.index,
+            error,
+        )
+        return None
+    return result
 
 
-@task(
-    name="reuse",
-    retries=TASK_RETRIES,
-    retry_delay_seconds=2,
-    retry_condition_fn=is_transient,
-    cache_policy=NO_CACHE,
-)
+# No retries: a failed lookup is already a miss, and a retry would write every hit's
+# reuse record and floor event a second time.
+@task(name="reuse", cache_policy=NO_CACHE)
 def reuse_task(order: Order, production: Production, context: RunContext) -> Reused:
     reused = reuse_cached_stages(order, production, context)
     get_run_logger().info("reused %d stage outputs from the cache", reused.hits)

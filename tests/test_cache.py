@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from factory.assets import sha256_hex
+from factory.errors import StoreUnavailable
 from factory.orders import parse_order
 from flows.produce import produce
 from storage.cache import SegmentCache, cache_key, lease_key
@@ -74,11 +75,29 @@ def test_warm_run_renders_nothing_and_writes_the_same_deliverable(flow_env, tmp_
 def test_caption_edit_recomposites_one_segment_and_reuses_its_render(flow_env, tmp_path):
     store = str(tmp_path / "store")
     produce(_order(), store)
-    edited = produce(_order({(1, "caption"): "a new caption"}), store)
+    state = produce(_order({(1, "caption"): "a new caption"}), store, return_state=True)
+    edited = state.result()
     assert _computed(edited, "render") == []
     assert _computed(edited, "composite") == [1]
     assert _computed(edited, "encode") == [1]
     assert _computed(edited, "assemble") == [None]
+    # Only those stages were scheduled as tasks; the reuse pass found the rest.
+    names = [run.name for run in task_runs(state.state_details.flow_run_id)]
+    segment_tasks = ("render-", "composite-", "encode-")
+    named = sorted(name if name.startswith(segment_tasks) else name.split("-")[0] for name in names)
+    assert named == ["assemble", "composite-1", "encode-1", "floor", "reuse"]
+
+
+@pytest.mark.slow
+def test_cache_off_and_refresh_compute_everything_without_a_reuse_pass(flow_env, tmp_path):
+    store = str(tmp_path / "store")
+    produce(_order(), store)
+    for mode in ("off", "refresh"):
+        state = produce(_order(), store, cache=mode, return_state=True)
+        delivery = state.result()
+        assert not any(run.cache_hit for run in delivery.runs)
+        names = {run.name.split("-")[0] for run in task_runs(state.state_details.flow_run_id)}
+        assert "reuse" not in names and {"render", "composite", "encode"} <= names
 
 
 @pytest.mark.slow
@@ -193,8 +212,15 @@ def test_run_killed_half_way_then_rerun_completes_and_reuses(factory_home, tmp_p
     env.pop("PREFECT_API_URL", None)
     command = [str(Path(sys.executable).parent / "factory"), "run", "order.yaml",
                "--store", str(store), "--json"]  # fmt: skip
+    # Its own process group, so the kill takes its Prefect server with it, as a crash of
+    # the machine would (a lone SIGKILL leaves that server running, orphaned).
     process = subprocess.Popen(
-        command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        command,
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
     )
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
@@ -202,7 +228,7 @@ def test_run_killed_half_way_then_rerun_completes_and_reuses(factory_home, tmp_p
             break
         assert process.poll() is None, process.stderr.read().decode()[-2000:]
         time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
+    os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     finished = len(list(store.glob("cache/entries/encode/*/*.json")))
     assert 2 <= finished < 6
@@ -244,7 +270,32 @@ def test_lease_left_by_a_failed_attempt_in_this_process_is_taken_over(tmp_path):
     assert time.perf_counter() - start < 2
 
 
-@pytest.mark.s3
+def test_lease_whose_release_failed_is_taken_over_by_the_retry_at_once(tmp_path):
+    # The store went away as the attempt ended, so its lease stayed behind: the task's
+    # retry in this process must take it over, not wait 15 minutes for it to expire.
+    class DeleteFailsOnce(LocalStore):
+        failed = False
+
+        def delete(self, key: str) -> None:
+            if key.startswith("cache/leases/") and not DeleteFailsOnce.failed:
+                DeleteFailsOnce.failed = True
+                raise StoreUnavailable("the store stopped answering")
+            super().delete(key)
+
+    # A short expiry, so a regression fails the timing below instead of hanging.
+    cache = SegmentCache(DeleteFailsOnce(tmp_path), lease_seconds=6)
+    with (
+        pytest.raises(StoreUnavailable),
+        cache.single_flight("render", "d" * 64, poll_seconds=0.01) as entry,
+    ):
+        assert entry is None
+    assert list(LocalStore(tmp_path).list("cache/leases/"))
+    start = time.perf_counter()
+    with cache.single_flight("render", "d" * 64, poll_seconds=0.01) as entry:
+        assert entry is None
+    assert time.perf_counter() - start < 2
+
+
 def test_an_abandoned_lease_taken_over_meanwhile_is_not_deleted(tmp_path):
     # Two waiters judge the same lease abandoned; the first deletes it and puts its own.
     # The second must not then delete the first one's live lease, or both compute.
@@ -272,6 +323,7 @@ def test_an_abandoned_lease_taken_over_meanwhile_is_not_deleted(tmp_path):
     assert LocalStore(tmp_path).get(where) == live
 
 
+@pytest.mark.s3
 def test_single_flight_on_s3_computes_once_and_the_waiter_reuses(s3_env):
     from datetime import UTC, datetime
 

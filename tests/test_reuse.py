@@ -1,8 +1,11 @@
 """The reuse pass on its own, without Prefect: each segment's chain as far as the cache reaches."""
 
+from factory.errors import StoreUnavailable
 from factory.orders import Order
 from factory.settings import Settings
+from storage.floor_events import list_event_keys
 from storage.lineage import RecordStore
+from storage.local import LocalStore
 from tasks.assemble import assemble_segments
 from tasks.composite import composite_segment
 from tasks.encode import encode_segment
@@ -70,3 +73,23 @@ def test_reuse_pass_follows_each_chain_as_far_as_the_cache_reaches(
     assert [result is not None for result in partial.encode] == [True, False]
     assert partial.assemble is None
     assert len(RecordStore(production.store).run_reuses("edited")) == 4
+
+
+def test_a_failing_lookup_is_a_miss_and_writes_nothing(factory_home, monkeypatch, tmp_path):
+    monkeypatch.setenv("FACTORY_HOME", str(factory_home))
+    store = str(tmp_path / "store")
+    order = _order()
+    production, context = _prepared(order, store, "cold")
+    _produce_plainly(order, production, context)
+
+    class RenderEntriesUnreachable(LocalStore):
+        def get(self, key: str) -> bytes:
+            if key.startswith("cache/entries/render/"):
+                raise StoreUnavailable("the store stopped answering")
+            return super().get(key)
+
+    flaky = production.model_copy(update={"store": RenderEntriesUnreachable(tmp_path / "store")})
+    context = RunContext(order_id=order.id, flow_run_id="flaky")
+    assert reuse_cached_stages(order, flaky, context).hits == 0
+    assert RecordStore(flaky.store).run_reuses("flaky") == []
+    assert list_event_keys(flaky.store, "flaky") == []
