@@ -16,7 +16,7 @@ from storage.cache import CacheMode
 from tasks.assemble import assemble_task
 from tasks.composite import composite_task
 from tasks.encode import encode_task
-from tasks.floor import close_floor_task
+from tasks.floor import close_floor_books
 from tasks.prepare import prepare
 from tasks.provenance import RunContext
 from tasks.render import render_task
@@ -112,7 +112,7 @@ def produce(
             delivered_seconds=order.duration_s,
         )
     runs = [_result(stage).run for stage in (*rendered, *composited, *encoded)]
-    close_floor_task(production.store, context, started, ingest=floor)
+    close_floor_books(production.store, context, started, ingest=floor)
     return Delivery(
         order_id=order.id,
         flow_run_id=context.flow_run_id,

@@ -10,9 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from prefect import task
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NO_CACHE
 from prefect.runtime import task_run
 
 from factory.assets import StageResult
@@ -124,11 +122,15 @@ def close_floor(
     return summary_markdown(path)
 
 
-@task(name="floor", cache_policy=NO_CACHE)
-def close_floor_task(
+def close_floor_books(
     store: ObjectStore, context: RunContext, started: datetime, *, ingest: bool
 ) -> None:
-    """Close the run's floor books and show the warehouse summary in the Prefect UI."""
+    """Close the run's floor books and show the warehouse summary in the Prefect UI.
+
+    Called in the flow itself, not as a task: one task run fewer keeps the ephemeral
+    API's SQLite quiet when the next flow run is created (bench/RESULTS.md), and the
+    artifact belongs to the flow run either way.
+    """
     summary = close_floor(store, context, started, ingest=ingest)
     if summary:
         create_markdown_artifact(summary, key="factory-floor", description="Factory floor")

@@ -81,10 +81,9 @@ def test_tiny_order_becomes_an_h264_deliverable(flow_env, tmp_path):
     assert {name for name in names if name.startswith(("render-", "composite-", "encode-"))} == {
         f"{stage}-{index}" for stage in ("render", "composite", "encode") for index in (0, 1)
     }
-    assert len(task_runs) == 9
+    assert len(task_runs) == 8
     assert sum(name.startswith("reuse") for name in names) == 1
     assert sum(name.startswith("assemble") for name in names) == 1
-    assert sum(name.startswith("floor") for name in names) == 1
     assert all(run.state.is_completed() for run in task_runs)
 
 
