@@ -1,45 +1,16 @@
 """The reuse pass on its own, without Prefect: each segment's chain as far as the cache reaches."""
 
+from bench.orchestration_overhead import plain
 from factory.errors import StoreUnavailable
 from factory.orders import Order
 from factory.settings import Settings
 from storage.floor_events import list_event_keys
 from storage.lineage import RecordStore
 from storage.local import LocalStore
-from tasks.assemble import assemble_segments
-from tasks.composite import composite_segment
-from tasks.encode import encode_segment
 from tasks.prepare import Production, prepare
 from tasks.provenance import RunContext
-from tasks.render import render_segment
 from tasks.reuse import reuse_cached_stages
 from tests.test_cache import _order
-
-
-def _produce_plainly(order: Order, production: Production, context: RunContext) -> str:
-    encoded = []
-    for index, segment in enumerate(order.segments):
-        rendered = render_segment(
-            production.store, segment, index, production.models[segment.model], context
-        )
-        composited = composite_segment(
-            production.store,
-            rendered,
-            segment,
-            index,
-            order.composite,
-            order.caption_for(index),
-            context,
-            production.background,
-            production.logo,
-        )
-        encoded.append(
-            encode_segment(production.store, composited, segment, index, order.encode, context)
-        )
-    assembled = assemble_segments(
-        production.store, encoded, fragmented=order.encode.fragmented, context=context
-    )
-    return assembled.asset.digest
 
 
 def _prepared(order: Order, store: str, run: str) -> tuple[Production, RunContext]:
@@ -55,7 +26,7 @@ def test_reuse_pass_follows_each_chain_as_far_as_the_cache_reaches(
     order = _order()
     production, context = _prepared(order, store, "cold")
     assert reuse_cached_stages(order, production, context).hits == 0
-    deliverable = _produce_plainly(order, production, context)
+    deliverable = plain(order, store)
 
     production, context = _prepared(order, store, "warm")
     warm = reuse_cached_stages(order, production, context)
@@ -79,8 +50,8 @@ def test_a_failing_lookup_is_a_miss_and_writes_nothing(factory_home, monkeypatch
     monkeypatch.setenv("FACTORY_HOME", str(factory_home))
     store = str(tmp_path / "store")
     order = _order()
-    production, context = _prepared(order, store, "cold")
-    _produce_plainly(order, production, context)
+    production, _ = _prepared(order, store, "cold")
+    plain(order, store)
 
     class RenderEntriesUnreachable(LocalStore):
         def get(self, key: str) -> bytes:
