@@ -17,13 +17,10 @@ from typing import Any
 import numpy as np
 
 from bench.common import emit, median, timed
-from factory.content_credentials import (
-    CredentialSigner,
-    Ingredient,
-    make_certificate_chain,
-    verify_credentials,
-)
-from factory.video import concat_mp4, encode_h264
+from media.certificates import make_certificate_chain
+from media.credential_reports import verify_credentials
+from media.credentials import CredentialSigner, Ingredient
+from media.video import concat_mp4, encode_h264
 
 FPS = 12
 CRF = 23
@@ -71,14 +68,15 @@ def main() -> None:
 
     encode_s, video = measure(args.rounds, lambda: encode(frames))
     sign_s, signed = measure(
-        args.rounds, lambda: signer.sign_rendered(video, title="minute", provenance=PROVENANCE)
+        args.rounds,
+        lambda: signer.sign(video, action="created", title="minute", provenance=PROVENANCE),
     )
     verify_s, reasons = measure(args.rounds, lambda: verify_credentials(signed, anchors))
     assert reasons == [], reasons
 
     parts = np.array_split(frames, args.segments)
     segments = [
-        signer.sign_rendered(encode(part), title=f"segment-{index}", provenance=PROVENANCE)
+        signer.sign(encode(part), action="created", title=f"segment-{index}", provenance=PROVENANCE)
         for index, part in enumerate(parts)
     ]
     joined = concat_mp4(segments, fragmented=False)
@@ -87,8 +85,12 @@ def main() -> None:
     ]
     assemble_s, deliverable = measure(
         args.rounds,
-        lambda: signer.sign_assembled(
-            joined, title="deliverable", segments=ingredients, provenance=PROVENANCE
+        lambda: signer.sign(
+            joined,
+            action="assembled",
+            title="deliverable",
+            components=ingredients,
+            provenance=PROVENANCE,
         ),
     )
     assembled_verify_s, reasons = measure(

@@ -24,8 +24,8 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 from bench.common import emit, median, timed
+from cli.runner import local_run_settings
 from factory.orders import load_order
-from factory.runner import local_run_settings
 from storage.cache import SegmentCache
 from storage.local import LocalStore
 from storage.objectstore import ObjectStore
@@ -67,7 +67,7 @@ def main() -> None:
     produce(load_order(EXAMPLES / "tiny.yaml"), str(work / "warm-up"))
     order = load_order(args.order)
     store = str(work / "store")
-    # As `factory run` runs it (factory.runner.local_run_settings), and without the
+    # As `factory run` runs it (cli.runner.local_run_settings), and without the
     # end-of-run warehouse ingest, whose cost is measured apart.
     with local_run_settings():
         cold_s, cold = timed(lambda: produce(order, store, floor=False))

@@ -17,11 +17,12 @@ import imageio_ffmpeg
 import numpy as np
 
 from bench.common import emit, median, timed
-from factory.compositing import Compositor
 from factory.orders import load_order
-from factory.pipelines import get_pipeline, render_frames
-from factory.registry import load_registry, resolve_model
-from factory.video import encode_h264, probe
+from factory.registry import load_registry
+from media.compositing import Compositor
+from media.pipelines import get_pipeline, render_frames
+from media.video import encode_h264, probe
+from media.weights import resolve_model
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 

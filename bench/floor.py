@@ -24,7 +24,6 @@ from pathlib import Path
 import duckdb
 
 from bench.common import emit
-from factory import keys
 from factory.floor import FloorEvent, LatencyBudget, PriceCard, WorkerAvailability
 from factory.lineage import (
     AssetInfo,
@@ -35,6 +34,7 @@ from factory.lineage import (
     StageInfo,
     sign_record,
 )
+from storage import keys
 from storage.floor_events import EventWriter
 from storage.lineage import RecordStore
 from storage.local import LocalStore

@@ -5,7 +5,7 @@
 Reports flow wall time ÷ the sum of the tasks' own wall times (goal ≤ 1.10),
 and flow wall time ÷ a plain sequential run of the same functions without
 Prefect; then the flow ratio again as `factory run` runs it in-process (no
-flow-run heartbeat join, see factory.runner.local_run_settings). The flow's
+flow-run heartbeat join, see cli.runner.local_run_settings). The flow's
 wall includes closing the floor books (availability, warehouse ingest,
 artifact). The ephemeral Prefect API is started (by a tiny warm-up run) before
 timing, since a server's start is not per-order overhead. Each variant writes
@@ -22,8 +22,8 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 from bench.common import emit, timed
+from cli.runner import local_run_settings
 from factory.orders import Order, load_order
-from factory.runner import local_run_settings
 from factory.settings import Settings
 from tasks.assemble import assemble_segments
 from tasks.composite import composite_segment

@@ -83,8 +83,8 @@ def main() -> None:
         verify_times.append(seconds)
 
     records = RecordStore(store)
-    from factory.keys import load_public_keys
     from factory.lineage import verify_record
+    from storage.keys import load_public_keys
 
     deliverable_record = verify_record(
         records.read(delivery.deliverable.digest), load_public_keys(store)
@@ -103,8 +103,12 @@ def main() -> None:
     sign_times = []
     for _ in range(args.rounds):
         seconds, _ = timed(
-            lambda: credential_signer().sign_assembled(
-                unsigned, title="bench", segments=segments, provenance={"bench": True}
+            lambda: credential_signer().sign(
+                unsigned,
+                action="assembled",
+                title="bench",
+                components=segments,
+                provenance={"bench": True},
             )
         )
         sign_times.append(seconds)

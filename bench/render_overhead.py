@@ -18,9 +18,10 @@ import torch
 
 from bench.common import emit, median, timed
 from factory.orders import Segment
-from factory.pipelines import frames_for, get_pipeline
-from factory.registry import load_registry, resolve_model
-from factory.video import decode_frames
+from factory.registry import load_registry
+from media.pipelines import frames_for, get_pipeline
+from media.video import decode_frames
+from media.weights import resolve_model
 from storage.assets import get_asset
 from storage.local import LocalStore
 from tasks.provenance import RunContext, ensure_identity

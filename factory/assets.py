@@ -6,13 +6,10 @@ cost). Lineage, the segment cache and the floor warehouse attach to these two.
 
 import hashlib
 from datetime import datetime
-from typing import Literal
-
 from pydantic import BaseModel, ConfigDict, Field
 
-from factory.registry import ResolvedModel
-
-Stage = Literal["ingest", "render", "composite", "encode", "assemble"]
+from factory.registry import ModelInfo
+from factory.stages import StageName
 
 MEDIA_LOSSLESS_RGB_MP4 = "video/mp4; codecs=h264-lossless-rgb"
 MEDIA_LOSSLESS_YUV420_MP4 = "video/mp4; codecs=h264-lossless-yuv420p"
@@ -41,7 +38,7 @@ class RunRecord(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    stage: Stage
+    stage: StageName
     segment_index: int | None = None
     device_class: str = Field(description="'cpu' or the GPU's model name")
     device_seconds: float = Field(ge=0, description="Seconds the compute device was busy")
@@ -62,7 +59,7 @@ class Recorded(BaseModel):
 
     asset: AssetRef
     record_digest: str = Field(description="SHA-256 of the asset's lineage record envelope")
-    models: list[ResolvedModel] = Field(
+    models: list[ModelInfo] = Field(
         default=[], description="The models in this asset's ancestry, for its C2PA assertion"
     )
 

@@ -52,11 +52,10 @@ from pydantic import (
 
 from factory.assets import RunRecord
 from factory.errors import BadInput
+from factory.stages import STAGES, StageName
 
-FloorStage = Literal["ingest", "render", "composite", "encode", "assemble", "gate"]
 EventStatus = Literal["completed", "failed", "retried", "cache_hit", "rejected"]
 
-STAGES: tuple[str, ...] = ("ingest", "render", "composite", "encode", "gate", "assemble")
 STATUSES: tuple[str, ...] = ("completed", "failed", "retried", "cache_hit", "rejected")
 END_TO_END = "end_to_end"
 
@@ -96,7 +95,7 @@ class FloorEvent(_Fact):
     flow_run_id: NonEmpty
     task_run_id: NonEmpty
     segment_index: int | None = Field(default=None, ge=0, description="None for order-level work")
-    stage: FloorStage
+    stage: StageName
     attempt: int = Field(default=1, ge=1, description="Prefect's attempt number in the task run")
     model: str | None = Field(default=None, description="The model a render used")
     device_class: NonEmpty = Field(description="'cpu' or the GPU's model name")

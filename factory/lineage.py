@@ -7,7 +7,7 @@ key; the envelope is canonical JSON too. Ed25519 signatures are deterministic, s
 record signed by one key always gives the same envelope bytes and the same
 ``record_digest``: parents point at records by that digest, which makes the records
 a hash-linked graph. Any DSSE or in-toto tool verifies an envelope with the public
-key published in the store (see ``factory.keys``).
+key published in the store (see ``storage.keys``).
 """
 
 import json
@@ -35,7 +35,7 @@ from securesystemslib.signer import Signer, SSlibKey
 
 from factory.assets import sha256_hex
 from factory.errors import BadInput, IntegrityError
-from factory.registry import ProvenanceSource, ResolvedModel, RoyaltyShare
+from factory.registry import ModelInfo
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://asset-factory.dev/lineage/v1"
@@ -65,22 +65,6 @@ class ParentLink(_Part):
 class StageInfo(_Part):
     name: str
     version: str
-
-
-class ModelInfo(_Part):
-    name: str
-    weights_fingerprint: Digest
-    training_provenance: list[ProvenanceSource]
-    royalty_routing: list[RoyaltyShare]
-
-    @classmethod
-    def from_resolved(cls, model: ResolvedModel) -> "ModelInfo":
-        return cls(
-            name=model.entry.name,
-            weights_fingerprint=model.fingerprint,
-            training_provenance=model.entry.training_provenance,
-            royalty_routing=model.entry.royalty_routing,
-        )
 
 
 class CodeInfo(_Part):

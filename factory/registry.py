@@ -5,16 +5,21 @@ user file whose entries override built-ins by name. Resolving an entry finds
 its weights on local disk (never on the network) and fingerprints them.
 """
 
-import hashlib
-import json
 import math
-import os
 import tomllib
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
-from factory.errors import BadInput, ModelNotFound
+from factory.errors import BadInput
 
 BUILTIN_REGISTRY = Path(__file__).with_name("models.toml")
 REGISTER_HINT = (
@@ -81,14 +86,34 @@ class ModelEntry(BaseModel):
         return self
 
 
+class ModelInfo(BaseModel):
+    """What a record, a cache entry or a manifest says of a model: facts, never a local path."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    name: str
+    weights_fingerprint: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+    training_provenance: list[ProvenanceSource]
+    royalty_routing: list[RoyaltyShare]
+
+
 class ResolvedModel(BaseModel):
-    """A registry entry whose weights were found on disk and fingerprinted."""
+    """A registry entry whose weights were found on this worker's disk and fingerprinted."""
 
     model_config = ConfigDict(frozen=True)
 
     entry: ModelEntry
     path: Path
     fingerprint: str
+
+    @property
+    def info(self) -> ModelInfo:
+        return ModelInfo(
+            name=self.entry.name,
+            weights_fingerprint=self.fingerprint,
+            training_provenance=self.entry.training_provenance,
+            royalty_routing=self.entry.royalty_routing,
+        )
 
 
 class Registry(BaseModel):
@@ -142,94 +167,3 @@ def load_registry(extra: Path | None = None) -> Registry:
         models.update(_read_entries(Path(extra).expanduser()))
         sources.append(Path(extra).expanduser())
     return Registry(models=models, sources=sources)
-
-
-def _pipeline_files(root: Path) -> list[Path]:
-    return sorted(
-        p
-        for p in root.rglob("*")
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
-    )
-
-
-def weights_fingerprint(root: Path, cache_file: Path | None = None) -> str:
-    """SHA-256 over every file of a pipeline directory (weights and configs), by relative path.
-
-    Configs are included because a scheduler or VAE config changes the output as
-    surely as a weight does. Hashing a real checkpoint takes seconds per GB, so
-    results are cached against each file's size and mtime.
-    """
-    files = _pipeline_files(root)
-    stamp = [[str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns] for p in files]
-    cache: dict[str, dict] = {}
-    key = str(root.resolve())
-    if cache_file is not None and cache_file.exists():
-        try:
-            cache = json.loads(cache_file.read_text())
-        except (OSError, json.JSONDecodeError):
-            cache = {}
-        hit = cache.get(key)
-        if hit and hit.get("stamp") == stamp:
-            return hit["fingerprint"]
-    outer = hashlib.sha256()
-    for path in files:
-        inner = hashlib.sha256()
-        with path.open("rb") as handle:
-            while chunk := handle.read(1 << 20):
-                inner.update(chunk)
-        outer.update(f"{path.relative_to(root).as_posix()}\0{inner.hexdigest()}\n".encode())
-    fingerprint = outer.hexdigest()
-    if cache_file is not None:
-        cache[key] = {"stamp": stamp, "fingerprint": fingerprint}
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        temp = cache_file.with_name(f".{cache_file.name}.{os.getpid()}")
-        temp.write_text(json.dumps(cache))
-        os.replace(temp, cache_file)
-    return fingerprint
-
-
-def _locate(entry: ModelEntry, models_dir: Path) -> Path:
-    if entry.builtin is not None:
-        from factory.tinymodel import TINY_MODEL_VERSION, ensure_tiny_model
-
-        if entry.builtin != TINY_MODEL_VERSION:
-            raise ModelNotFound(
-                f"model {entry.name!r} asks for built-in {entry.builtin!r}, but this factory "
-                f"builds only {TINY_MODEL_VERSION!r}"
-            )
-        return ensure_tiny_model(models_dir)
-    if entry.path is not None:
-        path = entry.path.expanduser()
-        if not (path / "model_index.json").is_file():
-            raise ModelNotFound(
-                f"model {entry.name!r}: no diffusers pipeline at {path} "
-                f"(looked for {path / 'model_index.json'}). "
-                f"Put the weights there or {REGISTER_HINT}"
-            )
-        return path
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
-
-    try:
-        return Path(snapshot_download(entry.hub_id, local_files_only=True))
-    except (LocalEntryNotFoundError, OSError, ValueError):
-        from huggingface_hub.constants import HF_HUB_CACHE
-
-        raise ModelNotFound(
-            f"model {entry.name!r}: {entry.hub_id} is not in the local Hugging Face cache "
-            f"({HF_HUB_CACHE}); the factory never downloads weights. Download it yourself "
-            f"(huggingface-cli download {entry.hub_id}) or {REGISTER_HINT}"
-        ) from None
-
-
-def resolve_model(entry: ModelEntry, models_dir: Path) -> ResolvedModel:
-    """Find an entry's weights on local disk and fingerprint them."""
-    path = _locate(entry, models_dir)
-    fingerprint = weights_fingerprint(path, models_dir / "fingerprints.json")
-    if entry.weights_sha256 and entry.weights_sha256 != fingerprint:
-        raise ModelNotFound(
-            f"model {entry.name!r}: the weights at {path} have fingerprint {fingerprint}, but the "
-            f"registry expects {entry.weights_sha256}. Restore the expected weights or update "
-            "weights_sha256 in the registry"
-        )
-    return ResolvedModel(entry=entry, path=path, fingerprint=fingerprint)

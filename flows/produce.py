@@ -10,8 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from factory.assets import AssetRef, RunRecord, StageResult
 from factory.orders import Order
-from factory.pipelines import default_task_workers
 from factory.settings import Settings
+from media.pipelines import default_task_workers
 from storage.cache import CacheMode
 from tasks.assemble import assemble_task
 from tasks.composite import composite_task

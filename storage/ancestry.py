@@ -9,8 +9,8 @@ from collections import defaultdict
 from pydantic import BaseModel
 
 from factory.errors import IntegrityError
-from factory.keys import load_public_keys
 from factory.lineage import LineageRecord, ModelInfo, verify_record
+from storage.keys import load_public_keys
 from storage.lineage import RecordStore
 from storage.objectstore import ObjectStore
 

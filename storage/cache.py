@@ -25,14 +25,14 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 import rfc8785
-from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError
+from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError, field_validator
 
 from factory.assets import AssetRef, sha256_hex
 from factory.errors import IntegrityError, ObjectNotFound
-from factory.registry import ResolvedModel
+from factory.registry import ModelInfo
 from storage.assets import get_asset
 from storage.objectstore import ObjectStore
 
@@ -68,10 +68,19 @@ class CacheEntry(BaseModel):
     key: str
     asset: AssetRef
     record_digest: str
-    models: list[ResolvedModel] = []
+    models: list[ModelInfo] = []
     device_class: str
     device_seconds: float
     created: datetime
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _facts_only(cls, models: Any) -> Any:
+        # Entries written before 0.2 held the whole resolved model, the writer's local
+        # weights path included; they still count, by the model's facts alone.
+        if not isinstance(models, list):
+            return models
+        return [_legacy_facts(model) if "entry" in model else model for model in models]
 
 
 class Lookup(BaseModel):
@@ -220,6 +229,16 @@ class SegmentCache:
             return
         if held.owner == owner:
             self.store.delete(where)
+
+
+def _legacy_facts(model: dict[str, Any]) -> dict[str, Any]:
+    entry = model["entry"]
+    return {
+        "name": entry["name"],
+        "weights_fingerprint": model["fingerprint"],
+        "training_provenance": entry["training_provenance"],
+        "royalty_routing": entry["royalty_routing"],
+    }
 
 
 def _alive(pid: int) -> bool:

@@ -11,11 +11,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pydantic import BaseModel
 
 from factory.assets import sha256_hex
-from factory.content_credentials import verify_credentials
 from factory.errors import IntegrityError, ObjectNotFound
-from factory.keys import load_c2pa_roots, load_public_keys
 from factory.lineage import LineageRecord, record_digest, verify_record
+from media.credential_reports import verify_credentials
 from storage.assets import asset_key
+from storage.keys import load_c2pa_roots, load_public_keys
 from storage.lineage import RecordStore
 from storage.objectstore import ObjectStore
 

@@ -54,7 +54,6 @@ from factory.floor import (
     load_latency_budget,
     load_price_card,
 )
-from factory.keys import load_public_keys
 from factory.lineage import LineageRecord, ModelInfo, verify_record
 from storage.floor_events import (
     AVAILABILITY_PREFIX,
@@ -63,6 +62,7 @@ from storage.floor_events import (
     parse_availability,
     parse_events,
 )
+from storage.keys import load_public_keys
 from storage.lineage import RECORDS_PREFIX
 from storage.objectstore import ObjectStore
 

@@ -4,7 +4,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from factory.assets import MEDIA_MP4, Recorded, StageResult
-from factory.video import concat_mp4
+from media.video import concat_mp4
 from storage.assets import get_asset, put_asset
 from storage.cache import CacheMode
 from storage.objectstore import ObjectStore

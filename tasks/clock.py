@@ -5,9 +5,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from factory import progress
 from factory.assets import AssetRef, RunRecord, Stage
 from factory.errors import StoreUnavailable
+from tasks import progress
 
 
 class StageClock:

@@ -4,9 +4,9 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from factory.assets import MEDIA_LOSSLESS_YUV420_MP4, Recorded, StageResult
-from factory.compositing import Compositor
 from factory.orders import CompositeSpec, Segment
-from factory.video import decode_frames, encode_lossless_yuv420, rgb_to_yuv420
+from media.compositing import Compositor
+from media.video import decode_frames, encode_lossless_yuv420, rgb_to_yuv420
 from storage.assets import get_asset, put_asset
 from storage.cache import CacheMode
 from storage.objectstore import ObjectStore

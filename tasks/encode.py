@@ -5,7 +5,7 @@ from prefect.cache_policies import NO_CACHE
 
 from factory.assets import MEDIA_MP4, Recorded, StageResult
 from factory.orders import EncodeSpec, Segment
-from factory.video import decode_yuv420, encode_h264_yuv420
+from media.video import decode_yuv420, encode_h264_yuv420
 from storage.assets import get_asset, put_asset
 from storage.cache import CacheMode
 from storage.objectstore import ObjectStore

@@ -15,7 +15,7 @@ from prefect.runtime import task_run
 
 from factory.assets import StageResult
 from factory.floor import FloorEvent
-from factory.pipelines import device_class
+from media.pipelines import device_class
 from storage.floor_events import EventWriter
 from storage.objectstore import ObjectStore
 from tasks.clock import TASK_RETRIES, is_transient_error

@@ -11,8 +11,9 @@ from pydantic import BaseModel, ConfigDict
 from factory.assets import Recorded
 from factory.errors import BadInput
 from factory.orders import Order
-from factory.registry import ResolvedModel, load_registry, resolve_model
+from factory.registry import ResolvedModel, load_registry
 from factory.settings import Settings
+from media.weights import resolve_model
 from storage.objectstore import ObjectStore
 from storage.open import open_store
 from tasks.provenance import RunContext, ensure_identity, ingest_input

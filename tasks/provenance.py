@@ -14,9 +14,7 @@ from prefect.runtime import task_run
 from pydantic import BaseModel, ConfigDict, JsonValue
 
 import factory
-from factory import keys
 from factory.assets import AssetRef, Recorded, RunRecord
-from factory.content_credentials import CredentialSigner, Ingredient
 from factory.errors import WriteConflict
 from factory.lineage import (
     AssetInfo,
@@ -29,6 +27,8 @@ from factory.lineage import (
     sign_record,
 )
 from factory.registry import ResolvedModel
+from media.credentials import CredentialSigner, Ingredient
+from storage import keys
 from storage.assets import put_asset
 from storage.lineage import RecordStore
 from storage.objectstore import ObjectStore

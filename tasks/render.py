@@ -5,9 +5,9 @@ from prefect.cache_policies import NO_CACHE
 
 from factory.assets import MEDIA_LOSSLESS_RGB_MP4, StageResult
 from factory.orders import Segment
-from factory.pipelines import device_class, get_pipeline, render_frames
 from factory.registry import ResolvedModel
-from factory.video import encode_lossless
+from media.pipelines import device_class, get_pipeline, render_frames
+from media.video import encode_lossless
 from storage.assets import put_asset
 from storage.cache import CacheMode
 from storage.objectstore import ObjectStore

@@ -40,7 +40,7 @@ def s3_env(seaweedfs: SeaweedFS, aws_env: None, monkeypatch: pytest.MonkeyPatch)
 def factory_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One FACTORY_HOME per session, so the tiny model is built once and shared by every test."""
     home = tmp_path_factory.mktemp("factory-home")
-    from factory.tinymodel import ensure_tiny_model
+    from media.tinymodel import ensure_tiny_model
 
     ensure_tiny_model(home / "models")
     return home

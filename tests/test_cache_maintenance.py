@@ -2,12 +2,13 @@ from datetime import timedelta
 
 import pytest
 
-from factory.cli_cache import parse_age
+from cli.cache import parse_age
 from factory.errors import BadInput
 from factory.orders import Segment
-from factory.registry import load_registry, resolve_model
+from factory.registry import load_registry
 from factory.settings import Settings
 from flows.produce import produce
+from media.weights import resolve_model
 from storage.assets import asset_key
 from storage.cache_maintenance import cache_stats, collect_garbage
 from storage.local import LocalStore

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from factory import cli
+from cli import main as cli
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 

@@ -5,9 +5,9 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from factory.compositing import CAPTION_BOX_ALPHA, Compositor
 from factory.errors import BadInput
 from factory.orders import CompositeSpec
+from media.compositing import CAPTION_BOX_ALPHA, Compositor
 
 BACKGROUND = (0x10, 0x14, 0x18)
 CONTENT = (200, 100, 50)

@@ -9,19 +9,16 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from PIL import Image
 
-from factory.content_credentials import (
-    ALG,
+from factory.errors import BadInput
+from media.certificates import ALG, CertificateChain, make_certificate_chain
+from media.credential_reports import read_credentials, verify_credentials
+from media.credentials import (
     COMPOSITE_WITH_TRAINED_ALGORITHMIC_MEDIA,
     TRAINED_ALGORITHMIC_MEDIA,
-    CertificateChain,
     CredentialSigner,
     Ingredient,
-    make_certificate_chain,
-    read_credentials,
-    verify_credentials,
 )
-from factory.errors import BadInput
-from factory.video import concat_mp4, decode_frames, encode_h264, probe
+from media.video import concat_mp4, decode_frames, encode_h264, probe
 
 FPS = 12
 CLAIM_SIGNING_EKU = x509.ObjectIdentifier("1.3.6.1.4.1.62558.2.1")
@@ -93,7 +90,7 @@ def unsigned() -> bytes:
 
 @pytest.fixture(scope="module")
 def rendered(signer: CredentialSigner, unsigned: bytes) -> bytes:
-    return signer.sign_rendered(unsigned, title="render-0", provenance=PROVENANCE)
+    return signer.sign(unsigned, action="created", title="render-0", provenance=PROVENANCE)
 
 
 @pytest.fixture(scope="module")
@@ -106,18 +103,20 @@ def logo() -> bytes:
 def segment(signer: CredentialSigner, logo: bytes, index: int, fragmented: bool) -> bytes:
     """A segment as the flow makes it: render, composite with a logo, delivery encode."""
     media = h264(index, fragmented)
-    render = signer.sign_rendered(media, title=f"render-{index}", provenance=PROVENANCE)
-    composite = signer.sign_composite(
+    render = signer.sign(media, action="created", title=f"render-{index}", provenance=PROVENANCE)
+    composite = signer.sign(
         media,
+        action="composited",
         title=f"composite-{index}",
-        render=Ingredient(render, f"render-{index}", "render"),
+        parent=Ingredient(render, f"render-{index}", "render"),
         components=[Ingredient(logo, "logo", "logo", format="image/png")],
         provenance={"stage": "composite"},
     )
-    return signer.sign_encoded(
+    return signer.sign(
         media,
+        action="transcoded",
         title=f"segment-{index}",
-        source=Ingredient(composite, f"composite-{index}", "composite"),
+        parent=Ingredient(composite, f"composite-{index}", "composite"),
         provenance={"stage": "encode"},
     )
 
@@ -216,10 +215,11 @@ def test_signed_segments_join_and_the_deliverable_carries_their_history(
     assert np.array_equal(decode_frames(joined), expected)
     assert read_credentials(joined, anchors).state == "Missing"
 
-    deliverable = signer.sign_assembled(
+    deliverable = signer.sign(
         joined,
+        action="assembled",
         title="deliverable",
-        segments=[
+        components=[
             Ingredient(data, f"segment-{i}", f"segment-{i}") for i, data in enumerate(segments)
         ],
         provenance={"order": "demo"},
@@ -250,10 +250,13 @@ def test_signed_segments_join_and_the_deliverable_carries_their_history(
         for index in range(2)
     ]
     composite = read_credentials(
-        signer.sign_composite(
+        signer.sign(
             h264(0),
+            action="composited",
             title="composite",
-            render=Ingredient(signer.sign_rendered(h264(0), title="r", provenance={}), "r", "r"),
+            parent=Ingredient(
+                signer.sign(h264(0), action="created", title="r", provenance={}), "r", "r"
+            ),
             components=[],
             provenance={},
         ),
@@ -268,10 +271,11 @@ def test_tampered_ingredient_fails_verification_though_the_child_is_trusted(
     good, bad = (segment(signer, logo, index, False) for index in range(2))
     offset, size = top_level_box(bad, b"mdat")
     bad = flipped(bad, offset + size // 2)
-    child = signer.sign_assembled(
+    child = signer.sign(
         concat_mp4([good, h264(1)], fragmented=False),
+        action="assembled",
         title="deliverable",
-        segments=[Ingredient(good, "segment-0", "s0"), Ingredient(bad, "segment-3", "s3")],
+        components=[Ingredient(good, "segment-0", "s0"), Ingredient(bad, "segment-3", "s3")],
         provenance={},
     )
     report = read_credentials(child, anchors)
@@ -286,8 +290,12 @@ def test_tampered_embedded_ingredient_manifest_is_found_at_its_depth(
 ) -> None:
     media = h264(0)
     seg = segment(signer, logo, 0, False)
-    child = signer.sign_assembled(
-        media, title="deliverable", segments=[Ingredient(seg, "segment-0", "s0")], provenance={}
+    child = signer.sign(
+        media,
+        action="assembled",
+        title="deliverable",
+        components=[Ingredient(seg, "segment-0", "s0")],
+        provenance={},
     )
     # The render's manifest is embedded twice removed; its provenance text is the first one.
     tampered = flipped(child, child.index(b'"model"') + 3)
@@ -304,9 +312,13 @@ def test_one_signer_serves_four_threads(
     signer: CredentialSigner, unsigned: bytes, anchors: list[bytes]
 ) -> None:
     def sign(index: int) -> bytes:
-        parent = signer.sign_rendered(unsigned, title=f"r{index}", provenance={"i": index})
-        return signer.sign_encoded(
-            unsigned, title=f"e{index}", source=Ingredient(parent, "r", "r"), provenance={}
+        parent = signer.sign(unsigned, action="created", title=f"r{index}", provenance={"i": index})
+        return signer.sign(
+            unsigned,
+            action="transcoded",
+            title=f"e{index}",
+            parent=Ingredient(parent, "r", "r"),
+            provenance={},
         )
 
     with ThreadPoolExecutor(4) as pool:
@@ -319,14 +331,14 @@ def test_one_signer_serves_four_threads(
 def _sign_in_child(
     signer: CredentialSigner, data: bytes, anchors: list[bytes], results: multiprocessing.Queue
 ) -> None:
-    signed = signer.sign_rendered(data, title="child", provenance={})
+    signed = signer.sign(data, action="created", title="child", provenance={})
     results.put(verify_credentials(signed, anchors))
 
 
 def test_signer_made_before_fork_works_in_the_child(
     signer: CredentialSigner, unsigned: bytes, anchors: list[bytes]
 ) -> None:
-    signer.sign_rendered(unsigned, title="parent", provenance={})
+    signer.sign(unsigned, action="created", title="parent", provenance={})
     fork = multiprocessing.get_context("fork")
     results = fork.Queue()
     # A forked Process takes its arguments as they are: the signer is not picklable.
@@ -344,10 +356,10 @@ def test_bad_requests_are_refused(signer: CredentialSigner, unsigned: bytes) -> 
         signer.sign_mp4(unsigned, title="x", digital_source_type=None)
     for provenance in ({"t": (1, 2)}, {1: "x"}, {"x": 2**64}, {"x": float("nan")}, {"x": b""}):
         with pytest.raises(BadInput, match="provenance"):
-            signer.sign_rendered(unsigned, title="x", provenance=provenance)
+            signer.sign(unsigned, action="created", title="x", provenance=provenance)
     twice = [Ingredient(unsigned, "a", "same"), Ingredient(unsigned, "b", "same")]
     with pytest.raises(BadInput, match="unique"):
-        signer.sign_assembled(unsigned, title="x", segments=twice, provenance={})
+        signer.sign(unsigned, action="assembled", title="x", components=twice, provenance={})
     parents = [Ingredient(unsigned, title, title, relationship="parentOf") for title in ("a", "b")]
     with pytest.raises(BadInput, match="at most one parentOf"):
         signer.sign_mp4(

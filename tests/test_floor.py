@@ -48,7 +48,6 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
 
-from factory import keys
 from factory.errors import BadInput, IntegrityError, WriteConflict
 from factory.floor import (
     FloorEvent,
@@ -67,6 +66,7 @@ from factory.lineage import (
     StageInfo,
     sign_record,
 )
+from storage import keys
 from storage.ancestry import ancestry as store_ancestry
 from storage.floor_events import (
     EventWriter,
@@ -812,7 +812,7 @@ def test_ingest_and_export_on_s3(s3_env, tmp_path):
 def test_cli_ingest_report_export(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    from factory.cli_floor import floor_app
+    from cli.floor import floor_app
 
     store = LocalStore(tmp_path / "store")
     populate(store, tmp_path / "keys")

@@ -9,14 +9,14 @@ import av
 import numpy as np
 import pytest
 
-from factory import progress
 from factory.errors import StoreUnavailable
 from factory.orders import load_order
-from factory.video import decode_frames, probe
 from flows.produce import produce
+from media.video import decode_frames, probe
 from storage.assets import get_asset
 from storage.local import LocalStore
 from storage.open import open_store
+from tasks import progress
 from tests.s3server import free_ports, running_seaweedfs
 from tests.task_runs import task_runs as read_task_runs
 

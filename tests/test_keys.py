@@ -18,8 +18,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 from typer.testing import CliRunner
 
-from factory import keys
-from factory.cli_keys import keys_app
+from cli.keys import keys_app
 from factory.errors import FactoryError, IntegrityError, WriteConflict
 from factory.lineage import (
     AssetInfo,
@@ -29,6 +28,7 @@ from factory.lineage import (
     sign_record,
     verify_record,
 )
+from storage import keys
 from storage.local import LocalStore
 
 

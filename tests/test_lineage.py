@@ -17,7 +17,6 @@ from securesystemslib.dsse import Envelope
 from securesystemslib.signer import SSlibKey
 
 from factory.errors import BadInput, IntegrityError, ObjectNotFound, WriteConflict
-from factory.keys import LINEAGE_PREFIX, LineageSigner, publish_public_keys
 from factory.lineage import (
     PAYLOAD_TYPE,
     PREDICATE_TYPE,
@@ -32,6 +31,7 @@ from factory.lineage import (
     statement,
     verify_record,
 )
+from storage.keys import LINEAGE_PREFIX, LineageSigner, publish_public_keys
 from storage.lineage import RecordStore, enable_object_lock, record_key
 from storage.local import LocalStore
 from storage.s3 import S3Store
@@ -268,8 +268,8 @@ def test_third_party_verification_with_only_the_published_pem(tmp_path, signer):
 
 
 def test_third_party_verification_after_publish(tmp_path):
-    """The same, through the real publish path of factory.keys."""
-    from factory import keys
+    """The same, through the real publish path of storage.keys."""
+    from storage import keys
 
     keys_dir = tmp_path / "keys"
     store = LocalStore(tmp_path / "store")

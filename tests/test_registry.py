@@ -3,7 +3,8 @@ from pathlib import Path
 import pytest
 
 from factory.errors import BadInput, ModelNotFound
-from factory.registry import load_registry, resolve_model, weights_fingerprint
+from factory.registry import load_registry
+from media.weights import resolve_model, weights_fingerprint
 
 BASE = """
 [models.{name}]

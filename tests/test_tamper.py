@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from factory import keys
 from factory.lineage import sign_record, verify_record
 from factory.orders import load_order
-from factory.video import concat_mp4, decode_frames
 from flows.produce import produce
+from media.video import concat_mp4, decode_frames
+from storage import keys
 from storage.assets import asset_key
 from storage.lineage import RecordStore, record_key
 from storage.local import LocalStore

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from factory import tinymodel
 from factory.errors import ModelNotFound
-from factory.pipelines import frames_for, get_pipeline, load_pipeline, render_frames
-from factory.tinymodel import (
+from media import tinymodel
+from media.pipelines import frames_for, get_pipeline, load_pipeline, render_frames
+from media.tinymodel import (
     TINY_DEFAULT_STEPS,
     TINY_MODEL_VERSION,
     TINY_RENDER_HEIGHT,
@@ -75,7 +75,7 @@ def test_loads_offline_in_a_fresh_process_and_renders_the_same_bits(
     out = tmp_path / "frames.npy"
     script = (
         "import sys, numpy, torch\n"
-        "from factory.pipelines import load_pipeline, render_frames\n"
+        "from media.pipelines import load_pipeline, render_frames\n"
         f"torch.set_num_threads({THREADS})\n"
         "pipe = load_pipeline(sys.argv[1])\n"
         f"numpy.save(sys.argv[2], render_frames(pipe, seed=7, num_frames=5, **{RENDER!r}))\n"

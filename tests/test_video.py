@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from factory.errors import BadInput, IntegrityError
-from factory.video import (
+from media.video import (
     KEYFRAME_INTERVAL_S,
     concat_mp4,
     decode_frames,
@@ -229,7 +229,7 @@ def test_h264_rejects_odd_sizes_and_bad_arrays() -> None:
 
 
 def test_h264_is_deterministic_within_a_process() -> None:
-    # Before x264 was kept off AVX-512 (see factory.video), about one encode in five differed
+    # Before x264 was kept off AVX-512 (see media.video), about one encode in five differed
     # here under CPU contention, so one repeat is not enough to notice.
     frames = panning(24)
     for fragmented in (False, True):

@@ -5,8 +5,8 @@ from contextlib import AbstractContextManager, nullcontext
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from factory import progress
 from factory.orders import Order
+from tasks import progress
 
 _SEGMENT_STAGES = ("render", "composite", "encode")
 

@@ -104,13 +104,13 @@ def run(
     from tasks.provenance import ensure_identity
 
     if ensure_identity(checked_store):
-        from factory.keys import default_keys_dir
+        from storage.keys import default_keys_dir
 
         console.print(
             f"created the factory's signing keys in {default_keys_dir()} "
             "(public keys published to the store; see `factory keys --help`)"
         )
-    from factory.runner import run_with_progress
+    from cli.runner import run_with_progress
 
     mode = "off" if no_cache else "refresh" if refresh else "use"
     delivery = run_with_progress(order, store, mode, not no_ingest, console, show=not as_json)
@@ -315,9 +315,9 @@ def models(registry: RegistryOption = None) -> None:
 
 
 def _register_subcommands() -> None:
-    from factory.cli_cache import cache_app
-    from factory.cli_floor import floor_app
-    from factory.cli_keys import keys_app
+    from cli.cache import cache_app
+    from cli.floor import floor_app
+    from cli.keys import keys_app
 
     app.add_typer(cache_app, name="cache")
     app.add_typer(floor_app, name="floor", help="The factory floor: ingest, report, export")

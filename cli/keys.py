@@ -10,9 +10,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from factory import keys
 from factory.errors import BadInput
 from factory.settings import Settings
+from storage import keys
 from storage.objectstore import ObjectStore
 from storage.open import open_store
 

@@ -36,9 +36,9 @@ from cryptography.hazmat.primitives.serialization import (
 )
 from securesystemslib.signer import CryptoSigner, SSlibKey
 
-from factory.content_credentials import CertificateChain, make_certificate_chain
 from factory.errors import FactoryError, IntegrityError
 from factory.settings import Settings
+from media.certificates import CertificateChain, make_certificate_chain
 from storage.objectstore import ObjectStore, write_once
 
 LINEAGE_PREFIX = "keys/lineage/"

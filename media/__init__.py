@@ -1,0 +1,1 @@
+"""Media: video, compositing, diffusion pipelines, the tiny model and content credentials."""
