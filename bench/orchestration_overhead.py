@@ -25,42 +25,30 @@ from bench.common import emit, timed
 from cli.runner import local_run_settings
 from factory.orders import Order, load_order
 from factory.settings import Settings
-from tasks.assemble import assemble_segments
-from tasks.composite import composite_segment
-from tasks.encode import encode_segment
+from media.pipelines import device_class
+from tasks.chain import FINAL, SEGMENT_CHAIN
 from tasks.prepare import prepare
 from tasks.provenance import RunContext
-from tasks.render import render_segment
+from tasks.resources import open_resources
+from tasks.runner import run_stage
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
 
 def plain(order: Order, store: str) -> str:
+    """The order's chain through the stage runner, without Prefect; the deliverable's digest."""
     context = RunContext(order_id=order.id, flow_run_id=f"plain-{uuid.uuid4().hex}")
-    production = prepare(order, Settings(), store, context)
+    resources = open_resources(Settings(), device_class(), store)
+    production = prepare(order, resources, context)
     encoded = []
-    for index, segment in enumerate(order.segments):
-        rendered = render_segment(
-            production.store, segment, index, production.models[segment.model], context
-        )
-        composited = composite_segment(
-            production.store,
-            rendered,
-            segment,
-            index,
-            order.composite,
-            order.caption_for(index),
-            context,
-            production.background,
-            production.logo,
-        )
-        encoded.append(
-            encode_segment(production.store, composited, segment, index, order.encode, context)
-        )
-    assembled = assemble_segments(
-        production.store, encoded, fragmented=order.encode.fragmented, context=context
-    )
-    return assembled.asset.digest
+    for index in range(len(order.segments)):
+        upstream: list = []
+        for spec in SEGMENT_CHAIN:
+            job = spec.plan(order, production, index, upstream)
+            upstream = [run_stage(resources, job, context, "use")]
+        encoded.extend(upstream)
+    job = FINAL.plan(order, production, None, encoded)
+    return run_stage(resources, job, context, "use").asset.digest
 
 
 def main() -> None:

@@ -27,17 +27,20 @@ from bench.common import emit, median, timed
 from factory.assets import sha256_hex
 from factory.lineage import AssetInfo, LineageRecord, StageInfo, sign_record
 from factory.orders import load_order
+from factory.settings import Settings
+from media.credentials import Ingredient
 from storage.assets import get_asset
 from storage.lineage import RecordStore
 from storage.local import LocalStore
 from storage.verification import verify
-from tasks.provenance import code_info, credential_signer, ingredient, lineage_signer
+from tasks.provenance import code_info
+from tasks.resources import Signers
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
 
-def record_cost(store: LocalStore, rounds: int) -> list[float]:
-    signer = lineage_signer()
+def record_cost(store: LocalStore, signers: Signers, rounds: int) -> list[float]:
+    signer = signers.lineage
     records = RecordStore(store)
     now = datetime.now(UTC)
     times = []
@@ -82,6 +85,7 @@ def main() -> None:
         assert report.verified, report.problems
         verify_times.append(seconds)
 
+    signers = Signers.load(Settings().keys_dir)
     records = RecordStore(store)
     from factory.lineage import verify_record
     from storage.keys import load_public_keys
@@ -89,21 +93,19 @@ def main() -> None:
     deliverable_record = verify_record(
         records.read(delivery.deliverable.digest), load_public_keys(store)
     )
-    segments = []
-    for parent in deliverable_record.parents:
-        segments.append(
-            ingredient(
-                _recorded(store, parent.digest, parent.record_digest),
-                get_asset(store, _ref(store, parent.digest)),
-                f"segment {len(segments)}",
-                f"segment-{len(segments)}",
-            )
+    segments = [
+        Ingredient(
+            data=get_asset(store, _ref(store, parent.digest)),
+            title=f"segment {position}",
+            label=f"segment-{position}",
         )
+        for position, parent in enumerate(deliverable_record.parents)
+    ]
     unsigned = get_asset(store, delivery.deliverable)
     sign_times = []
     for _ in range(args.rounds):
         seconds, _ = timed(
-            lambda: credential_signer().sign(
+            lambda: signers.credentials.sign(
                 unsigned,
                 action="assembled",
                 title="bench",
@@ -113,7 +115,7 @@ def main() -> None:
         )
         sign_times.append(seconds)
 
-    record_times = record_cost(LocalStore(work / "records"), 500)
+    record_times = record_cost(LocalStore(work / "records"), signers, 500)
     emit(
         "provenance",
         {
@@ -141,13 +143,3 @@ def _ref(store: LocalStore, digest: str):
     return AssetRef(
         digest=digest, uri=store.uri(key), key=key, media_type="video/mp4", size=info.size
     )
-
-
-def _recorded(store: LocalStore, digest: str, record_digest: str):
-    from factory.assets import Recorded
-
-    return Recorded(asset=_ref(store, digest), record_digest=record_digest)
-
-
-if __name__ == "__main__":
-    main()

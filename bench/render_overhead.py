@@ -17,15 +17,18 @@ import numpy as np
 import torch
 
 from bench.common import emit, median, timed
-from factory.orders import Segment
+from factory.orders import Order, Segment
 from factory.registry import load_registry
-from media.pipelines import frames_for, get_pipeline
+from factory.settings import Settings
+from media.pipelines import device_class, frames_for, get_pipeline
 from media.video import decode_frames
 from media.weights import resolve_model
 from storage.assets import get_asset
-from storage.local import LocalStore
-from tasks.provenance import RunContext, ensure_identity
-from tasks.render import render_segment
+from tasks.prepare import Production
+from tasks.provenance import RunContext
+from tasks.render import RENDER
+from tasks.resources import open_resources
+from tasks.runner import run_stage
 
 
 def main() -> None:
@@ -38,6 +41,13 @@ def main() -> None:
     model = resolve_model(load_registry().get("tiny"), work / "models")
     entry = model.entry
     segment = Segment(prompt="a lighthouse at dusk", seed=1, duration_s=5, fps=12)
+    job = RENDER.plan(
+        Order(id="bench", segments=[segment]),
+        Production(models={"tiny": model}, background=None, logo=None),
+        0,
+        [],
+    )
+    settings = Settings()
     handle = get_pipeline(model.path, entry.pipeline_class)
     device = handle.pipe.device
 
@@ -59,15 +69,14 @@ def main() -> None:
     bare()  # warm-up: first calls allocate
     bare_times, stage_times = [], []
     for round_index in range(args.rounds):
-        store = LocalStore(work / f"store-{round_index}")
-        ensure_identity(store)
+        resources = open_resources(settings, device_class(), str(work / f"store-{round_index}"))
         seconds, frames = timed(bare)
         bare_times.append(seconds)
         seconds, result = timed(
-            lambda store=store: render_segment(store, segment, 0, model, context)
+            lambda resources=resources: run_stage(resources, job, context, "use")
         )
         stage_times.append(seconds)
-    stored = decode_frames(get_asset(store, result.asset))
+    stored = decode_frames(get_asset(resources.store, result.asset))
     emit(
         "render_overhead",
         {

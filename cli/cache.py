@@ -8,16 +8,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cli.common import StoreOption, open_store_option
 from factory.errors import BadInput
 from factory.settings import Settings
+from storage.objectstore import ObjectStore
 
 cache_app = typer.Typer(no_args_is_help=True, help="Inspect and garbage-collect the segment cache")
 out = Console()
 
-StoreOption = Annotated[
-    str | None,
-    typer.Option("--store", help="Object store (directory or s3://bucket/prefix)"),
-]
 _AGE = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
@@ -29,10 +27,8 @@ def parse_age(text: str) -> timedelta:
     return timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
 
 
-def _store(spec: str | None):
-    from storage.open import open_store
-
-    return open_store(spec or Settings().store_spec)
+def _store(spec: str | None) -> ObjectStore:
+    return open_store_option(spec, Settings())
 
 
 @cache_app.command()

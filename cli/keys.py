@@ -10,11 +10,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cli.common import StoreOption, open_store_option
 from factory.errors import BadInput
 from factory.settings import Settings
 from storage import keys
-from storage.objectstore import ObjectStore
-from storage.open import open_store
 
 keys_app = typer.Typer(
     help="The factory's signing keys: lineage (Ed25519) and C2PA.",
@@ -22,15 +21,6 @@ keys_app = typer.Typer(
 )
 out = Console()
 
-StoreOption = Annotated[
-    str | None,
-    typer.Option(
-        "--store",
-        help="Object store to publish public keys to: a directory or s3://bucket/prefix. "
-        "Default: FACTORY_STORE, else ~/.cache/asset-factory/store.",
-        show_default=False,
-    ),
-]
 KeysDirOption = Annotated[
     Path | None,
     typer.Option(
@@ -41,15 +31,12 @@ KeysDirOption = Annotated[
 ]
 
 
-def _open(store: str | None) -> ObjectStore:
-    return open_store(store or Settings().store_spec)
-
-
 @keys_app.command("init")
 def init_keys(store: StoreOption = None, keys_dir: KeysDirOption = None) -> None:
     """Create the signing keys where absent and publish their public halves to the store."""
-    keys_dir = keys_dir or keys.default_keys_dir()
-    target = _open(store)
+    settings = Settings()
+    keys_dir = keys_dir or settings.keys_dir
+    target = open_store_option(store, settings)
     key_id, created = keys.init(keys_dir)
     keys.publish_public_keys(keys_dir, target)
     out.print(f"{'created' if created else 'existing'} lineage key {key_id}", soft_wrap=True)
@@ -60,8 +47,9 @@ def init_keys(store: StoreOption = None, keys_dir: KeysDirOption = None) -> None
 @keys_app.command("rotate")
 def rotate_keys(store: StoreOption = None, keys_dir: KeysDirOption = None) -> None:
     """Sign from now on with a new key; old keys stay published so old records verify."""
-    keys_dir = keys_dir or keys.default_keys_dir()
-    target = _open(store)
+    settings = Settings()
+    keys_dir = keys_dir or settings.keys_dir
+    target = open_store_option(store, settings)
     if keys.active_key_id(keys_dir) is None:
         raise BadInput(f"No keys in {keys_dir} to rotate; run `factory keys init` first.")
     key_id = keys.rotate(keys_dir)
@@ -74,7 +62,9 @@ def rotate_keys(store: StoreOption = None, keys_dir: KeysDirOption = None) -> No
 @keys_app.command("list")
 def list_keys(store: StoreOption = None, keys_dir: KeysDirOption = None) -> None:
     """Key ids published in the store, and which one signs here."""
-    target = _open(store)
+    settings = Settings()
+    keys_dir = keys_dir or settings.keys_dir
+    target = open_store_option(store, settings)
     published = keys.load_public_keys(target)
     active = keys.active_key_id(keys_dir)
     local = set(keys.local_key_ids(keys_dir))

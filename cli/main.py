@@ -10,7 +10,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from cli.common import RegistryOption, StoreOption, open_store_option
 from factory.errors import BadInput, FactoryError
+from factory.settings import Settings
 
 app = typer.Typer(
     help="Asset factory for generated video: orders in, signed H.264 deliverables out.",
@@ -20,25 +22,6 @@ app = typer.Typer(
 )
 console = Console(stderr=True)
 out = Console()
-
-StoreOption = Annotated[
-    str | None,
-    typer.Option(
-        "--store",
-        help="Object store: a directory, or s3://bucket/prefix (standard AWS settings apply: "
-        "AWS_ENDPOINT_URL, AWS_PROFILE, AWS_REGION). Default: FACTORY_STORE, else "
-        "~/.cache/asset-factory/store.",
-        show_default=False,
-    ),
-]
-RegistryOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--registry",
-        help="Extra model registry (TOML) merged over the built-in one. Default: FACTORY_REGISTRY.",
-        show_default=False,
-    ),
-]
 
 
 def _quiet_libraries(verbose: bool) -> None:
@@ -94,33 +77,38 @@ def run(
     from factory.orders import load_order
 
     order = load_order(order_file)
-    if registry is not None:
-        os.environ["FACTORY_REGISTRY"] = str(registry)
     _quiet_libraries(verbose)
-    from factory.settings import Settings
+    from media.pipelines import default_task_workers, device_class
     from tasks.prepare import check_order
+    from tasks.resources import open_resources
 
-    checked_store, _ = check_order(order, Settings(), store)
-    from tasks.provenance import ensure_identity
-
-    if ensure_identity(checked_store):
-        from storage.keys import default_keys_dir
-
+    settings = Settings()
+    resources = open_resources(settings, device_class(), store, registry)
+    check_order(order, resources)
+    if resources.identity_created:
         console.print(
-            f"created the factory's signing keys in {default_keys_dir()} "
+            f"created the factory's signing keys in {settings.keys_dir} "
             "(public keys published to the store; see `factory keys --help`)"
         )
     from cli.runner import run_with_progress
 
     mode = "off" if no_cache else "refresh" if refresh else "use"
-    delivery = run_with_progress(order, store, mode, not no_ingest, console, show=not as_json)
+    delivery = run_with_progress(
+        order,
+        store=resources.store.url,
+        registry=str(registry.resolve()) if registry is not None else None,
+        cache=mode,
+        floor=not no_ingest,
+        workers=settings.task_workers or default_task_workers(),
+        console=console,
+        show=not as_json,
+    )
     from storage.assets import get_asset
-    from storage.open import open_store
 
     target = output or Path("out") / f"{order.id}.mp4"
     target.parent.mkdir(parents=True, exist_ok=True)
     temp = target.with_name(f".{target.name}.partial")
-    temp.write_bytes(get_asset(open_store(delivery.store), delivery.deliverable))
+    temp.write_bytes(get_asset(resources.store, delivery.deliverable))
     temp.replace(target)
     if as_json:
         out.print_json(data={**delivery.model_dump(mode="json"), "path": str(target)})
@@ -145,12 +133,9 @@ def run(
     out.print(table)
 
 
-def _resolve_target(target: str, store_spec: str | None):
+def _resolve_target(target: str, store_spec: str | None, settings: Settings):
     """A file's bytes, or a digest (sha256:… or bare hex) to look up in the store."""
-    from factory.settings import Settings
-    from storage.open import open_store
-
-    store = open_store(store_spec or Settings().store_spec)
+    store = open_store_option(store_spec, settings)
     path = Path(target)
     if path.is_file():
         return store, None, path.read_bytes()
@@ -186,7 +171,7 @@ def verify(
     """
     from storage.verification import verify as verify_asset
 
-    store_obj, digest, data = _resolve_target(target, store)
+    store_obj, digest, data = _resolve_target(target, store, Settings())
     report = verify_asset(store_obj, digest=digest, data=data)
     if as_json:
         out.print_json(report.model_dump_json())
@@ -210,13 +195,12 @@ def verify(
         raise typer.Exit(1)
 
 
-def _ancestry_fast_path(digest: str):
+def _ancestry_fast_path(digest: str, settings: Settings):
     """The ancestry from the floor warehouse when it has this asset, else None."""
     from factory.errors import IntegrityError
-    from factory.settings import Settings
     from storage.warehouse import Warehouse, WarehouseBusy
 
-    path = Settings().home / "floor.duckdb"
+    path = settings.warehouse
     if not path.exists():
         return None
     try:
@@ -236,10 +220,10 @@ def lineage(
     from factory.assets import sha256_hex
     from storage.ancestry import ancestry
 
-    store_obj, digest, data = _resolve_target(target, store)
-    result = _ancestry_fast_path(digest or sha256_hex(data)) or ancestry(
-        store_obj, digest or sha256_hex(data)
-    )
+    settings = Settings()
+    store_obj, digest, data = _resolve_target(target, store, settings)
+    digest = digest or sha256_hex(data)
+    result = _ancestry_fast_path(digest, settings) or ancestry(store_obj, digest)
     if as_json:
         out.print_json(result.model_dump_json())
         return
@@ -280,7 +264,6 @@ def _devices(delivery) -> str:
 def models(registry: RegistryOption = None) -> None:
     """List the model registry: where each model's weights are, provenance and royalties."""
     from factory.registry import load_registry
-    from factory.settings import Settings
 
     settings = Settings()
     reg = load_registry(registry or settings.registry)

@@ -6,9 +6,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from factory.orders import Order
+from factory.stages import SEGMENT_STAGES
 from tasks import progress
-
-_SEGMENT_STAGES = ("render", "composite", "encode")
 
 
 def local_run_settings() -> AbstractContextManager:
@@ -31,14 +30,29 @@ def local_run_settings() -> AbstractContextManager:
 
 
 def run_with_progress(
-    order: Order, store: str | None, cache: str, floor: bool, console: Console, show: bool = True
+    order: Order,
+    *,
+    store: str,
+    registry: str | None,
+    cache: str,
+    floor: bool,
+    workers: int,
+    console: Console,
+    show: bool = True,
 ):
-    """Produce ``order`` and return its Delivery; bars per stage and per segment when ``show``."""
+    """Produce ``order`` and return its Delivery; bars per stage and per segment when ``show``.
+
+    ``workers`` sizes the flow's task pool (stage tasks that run at once).
+    """
+    from prefect.task_runners import ThreadPoolTaskRunner
+
     from flows.produce import produce
 
+    flow = produce.with_options(task_runner=ThreadPoolTaskRunner(max_workers=workers))
+    parameters = {"store": store, "cache": cache, "floor": floor, "registry": registry}
     if not show:
         with local_run_settings():
-            return produce(order, store, cache, floor)
+            return flow(order, **parameters)
     count = len(order.segments)
     bars = Progress(
         TextColumn("{task.description:<28}"),
@@ -48,10 +62,10 @@ def run_with_progress(
         console=console,
         transient=False,
     )
-    stage_bars = {stage: bars.add_task(f"[bold]{stage}", total=count) for stage in _SEGMENT_STAGES}
+    stage_bars = {stage: bars.add_task(f"[bold]{stage}", total=count) for stage in SEGMENT_STAGES}
     stage_bars["assemble"] = bars.add_task("[bold]assemble", total=1)
     segment_bars = [
-        bars.add_task(f"segment {index:>3}  waiting", total=len(_SEGMENT_STAGES))
+        bars.add_task(f"segment {index:>3}  waiting", total=len(SEGMENT_STAGES))
         for index in range(count)
     ]
 
@@ -69,4 +83,4 @@ def run_with_progress(
 
     console.print(f"order [bold]{order.id}[/]: {count} segments, {order.duration_s:.1f} s of video")
     with bars, progress.listening(on_event), local_run_settings():
-        return produce(order, store, cache, floor)
+        return flow(order, **parameters)

@@ -35,9 +35,13 @@ class Settings(BaseSettings):
         return self.home / "models"
 
     @property
+    def keys_dir(self) -> Path:
+        return self.home / "keys"
+
+    @property
+    def warehouse(self) -> Path:
+        return self.home / "floor.duckdb"
+
+    @property
     def store_spec(self) -> str:
         return self.store or str(self.home / "store")
-
-
-def load_settings() -> Settings:
-    return Settings()

@@ -1,4 +1,4 @@
-"""The order-to-deliverable flow: render → composite → encode per segment, then assemble."""
+"""The order-to-deliverable flow: each segment through the chain, then the assembly."""
 
 from datetime import UTC, datetime
 
@@ -11,16 +11,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from factory.assets import AssetRef, RunRecord, StageResult
 from factory.orders import Order
 from factory.settings import Settings
-from media.pipelines import default_task_workers
+from media.pipelines import device_class
 from storage.cache import CacheMode
-from tasks.assemble import assemble_task
-from tasks.composite import composite_task
-from tasks.encode import encode_task
+from tasks.chain import FINAL, SEGMENT_CHAIN
 from tasks.floor import close_floor_books
 from tasks.prepare import prepare
 from tasks.provenance import RunContext
-from tasks.render import render_task
+from tasks.resources import open_resources
 from tasks.reuse import Reused, reuse_task
+from tasks.stage_tasks import STAGE_TASKS
 
 # A stage's output: reused by the reuse pass, or still to come from its task.
 Staged = StageResult | PrefectFuture[StageResult]
@@ -44,13 +43,15 @@ class Delivery(BaseModel):
         return sum(run.device_seconds for run in self.runs)
 
 
-@flow(
-    name="produce",
-    task_runner=ThreadPoolTaskRunner(max_workers=Settings().task_workers or default_task_workers()),
-    log_prints=True,
-)
+# One worker by default: on a CPU-only host the render's threads already use every
+# core. Entry points size the pool from the settings (`produce.with_options`).
+@flow(name="produce", task_runner=ThreadPoolTaskRunner(max_workers=1), log_prints=True)
 def produce(
-    order: Order, store: str | None = None, cache: CacheMode = "use", floor: bool = True
+    order: Order,
+    store: str | None = None,
+    cache: CacheMode = "use",
+    floor: bool = True,
+    registry: str | None = None,
 ) -> Delivery:
     """Turn an order into a signed H.264 deliverable in the object store.
 
@@ -59,67 +60,40 @@ def produce(
     stage outputs, "off" computes everything without reading the cache, "refresh"
     recomputes everything and replaces the cache entries. `floor`: ingest the run's
     events into the factory-floor warehouse at the end and publish its summary.
+    `registry`: a model registry (TOML) merged over the built-in one.
     """
     started = datetime.now(UTC)
+    resources = open_resources(Settings(), device_class(), store, registry)
     context = RunContext(order_id=order.id, flow_run_id=str(flow_run.id))
-    production = prepare(order, Settings(), store, context)
+    production = prepare(order, resources, context)
     reused = (
-        reuse_task(order, production, context)
+        reuse_task(order, resources, production, context)
         if cache == "use"
         else Reused.nothing(len(order.segments))
     )
     # Stage tasks run only for what the reuse pass did not find; their inputs are
     # either its results or the futures of the stage tasks before them.
-    rendered: list[Staged] = []
-    composited: list[Staged] = []
-    encoded: list[Staged] = []
-    for index, segment in enumerate(order.segments):
-        render = reused.render[index]
-        if render is None:
-            render = render_task.submit(
-                production.store, segment, index, production.models[segment.model], context, cache
+    staged: list[list[Staged]] = [[] for _ in SEGMENT_CHAIN]
+    for index in range(len(order.segments)):
+        upstream: list[Staged] = []
+        for position, spec in enumerate(SEGMENT_CHAIN):
+            output = reused.segments[index][position] or STAGE_TASKS[spec.name].submit(
+                resources, order, production, context, cache, index, upstream
             )
-        composite = reused.composite[index]
-        if composite is None:
-            composite = composite_task.submit(
-                production.store,
-                render,
-                segment,
-                index,
-                order.composite,
-                order.caption_for(index),
-                context,
-                production.background,
-                production.logo,
-                cache,
-            )
-        encode = reused.encode[index]
-        if encode is None:
-            encode = encode_task.submit(
-                production.store, composite, segment, index, order.encode, context, cache
-            )
-        rendered.append(render)
-        composited.append(composite)
-        encoded.append(encode)
-    assembled = reused.assemble
-    if assembled is None:
-        assembled = assemble_task(
-            production.store,
-            encoded,
-            fragmented=order.encode.fragmented,
-            context=context,
-            cache=cache,
-            delivered_seconds=order.duration_s,
-        )
-    runs = [_result(stage).run for stage in (*rendered, *composited, *encoded)]
-    close_floor_books(production.store, context, started, ingest=floor)
+            staged[position].append(output)
+            upstream = [output]
+    assembled = reused.final or STAGE_TASKS[FINAL.name](
+        resources, order, production, context, cache, None, staged[-1]
+    )
+    runs = [_result(output).run for outputs in staged for output in outputs]
+    close_floor_books(resources, context, started, ingest=floor)
     return Delivery(
         order_id=order.id,
         flow_run_id=context.flow_run_id,
         deliverable=assembled.asset,
         record_digest=assembled.record_digest,
         duration_s=order.duration_s,
-        store=production.store.url,
+        store=resources.store.url,
         runs=[*runs, assembled.run],
     )
 

@@ -37,7 +37,6 @@ from cryptography.hazmat.primitives.serialization import (
 from securesystemslib.signer import CryptoSigner, SSlibKey
 
 from factory.errors import FactoryError, IntegrityError
-from factory.settings import Settings
 from media.certificates import CertificateChain, make_certificate_chain
 from storage.objectstore import ObjectStore, write_once
 
@@ -80,10 +79,6 @@ class LineageSigner(CryptoSigner):
         return f"LineageSigner(key_id={self.key_id!r})"
 
 
-def default_keys_dir() -> Path:
-    return Settings().home / "keys"
-
-
 def key_id(public_key: Ed25519PublicKey) -> str:
     """SHA-256 hex of the raw 32-byte public key."""
     return hashlib.sha256(public_key.public_bytes(Encoding.Raw, PublicFormat.Raw)).hexdigest()
@@ -93,7 +88,7 @@ def public_pem(public_key: Ed25519PublicKey) -> bytes:
     return public_key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
 
 
-def init(keys_dir: Path | None = None, common_name: str = DEFAULT_COMMON_NAME) -> tuple[str, bool]:
+def init(keys_dir: Path, common_name: str = DEFAULT_COMMON_NAME) -> tuple[str, bool]:
     """Create the lineage key and the C2PA chain where absent; (active key id, created a key)."""
     keys_dir = _prepare_dir(keys_dir)
     if not (keys_dir / C2PA_ROOT).exists():
@@ -112,7 +107,7 @@ def init(keys_dir: Path | None = None, common_name: str = DEFAULT_COMMON_NAME) -
     return winner, False
 
 
-def rotate(keys_dir: Path | None = None) -> str:
+def rotate(keys_dir: Path) -> str:
     """Make a new key active; older keys stay on disk for publishing but never sign again."""
     keys_dir = _prepare_dir(keys_dir)
     new_id = _create_key(keys_dir)
@@ -120,14 +115,13 @@ def rotate(keys_dir: Path | None = None) -> str:
     return new_id
 
 
-def active_key_id(keys_dir: Path | None = None) -> str | None:
+def active_key_id(keys_dir: Path) -> str | None:
     """The key id that signs new records, or None before `init`."""
-    return _read_active(keys_dir or default_keys_dir())
+    return _read_active(keys_dir)
 
 
-def local_key_ids(keys_dir: Path | None = None) -> list[str]:
+def local_key_ids(keys_dir: Path) -> list[str]:
     """Every lineage key id with a private key in keys_dir, active or not."""
-    keys_dir = keys_dir or default_keys_dir()
     if not keys_dir.is_dir():
         return []
     return sorted(
@@ -137,18 +131,16 @@ def local_key_ids(keys_dir: Path | None = None) -> list[str]:
     )
 
 
-def load_signer(keys_dir: Path | None = None) -> LineageSigner:
+def load_signer(keys_dir: Path) -> LineageSigner:
     """The signer for the active key."""
-    keys_dir = keys_dir or default_keys_dir()
     current = _read_active(keys_dir)
     if current is None:
         raise FactoryError(f"No lineage signing key in {keys_dir}: {_INIT_HINT}.")
     return LineageSigner(_load_private(keys_dir, current))
 
 
-def load_c2pa_chain(keys_dir: Path | None = None) -> CertificateChain:
+def load_c2pa_chain(keys_dir: Path) -> CertificateChain:
     """The C2PA signing chain and its private key, as `init` stored them."""
-    keys_dir = keys_dir or default_keys_dir()
     try:
         return CertificateChain(
             root_cert_pem=(keys_dir / C2PA_ROOT).read_bytes(),
@@ -163,9 +155,8 @@ def load_c2pa_chain(keys_dir: Path | None = None) -> CertificateChain:
         ) from None
 
 
-def publish_public_keys(keys_dir: Path | None, store: ObjectStore) -> list[str]:
+def publish_public_keys(keys_dir: Path, store: ObjectStore) -> list[str]:
     """Publish every local public key (and the C2PA root) write-once; the lineage key ids."""
-    keys_dir = keys_dir or default_keys_dir()
     published = []
     for each in local_key_ids(keys_dir):
         pem = public_pem(_load_private(keys_dir, each).public_key())
@@ -218,8 +209,7 @@ def load_c2pa_roots(store: ObjectStore) -> list[bytes]:
     return roots
 
 
-def _prepare_dir(keys_dir: Path | None) -> Path:
-    keys_dir = keys_dir or default_keys_dir()
+def _prepare_dir(keys_dir: Path) -> Path:
     keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     # mkdir's mode is filtered by the umask and ignored for an existing directory.
     os.chmod(keys_dir, 0o700)

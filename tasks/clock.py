@@ -5,16 +5,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from factory.assets import AssetRef, RunRecord, Stage
+from factory.assets import AssetRef, RunRecord
 from factory.errors import StoreUnavailable
+from factory.stages import StageName
 from tasks import progress
 
 
 class StageClock:
     """Measures one stage run; ``device()`` brackets the part that occupies the device."""
 
-    def __init__(self, stage: Stage, segment_index: int | None, device_class: str) -> None:
-        self.stage: Stage = stage
+    def __init__(self, stage: StageName, segment_index: int | None, device_class: str) -> None:
+        self.stage: StageName = stage
         self.segment_index = segment_index
         self.device_class = device_class
         self.device_seconds = 0.0
@@ -45,7 +46,7 @@ class StageClock:
 
 @contextmanager
 def stage_clock(
-    stage: Stage, segment_index: int | None, device_class: str = "cpu"
+    stage: StageName, segment_index: int | None, device_class: str = "cpu"
 ) -> Iterator[StageClock]:
     """A clock for one stage run that also reports started/finished/failed to progress bars."""
     progress.emit(stage, segment_index, "started")

@@ -14,33 +14,30 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import task_run
 
 from factory.assets import StageResult
-from factory.floor import FloorEvent
-from media.pipelines import device_class
+from factory.floor import FloorEvent, WorkerAvailability, default_worker_id
 from storage.floor_events import EventWriter
 from storage.objectstore import ObjectStore
+from storage.warehouse import Warehouse, WarehouseBusy, summary_markdown
 from tasks.clock import TASK_RETRIES, is_transient_error
 from tasks.provenance import RunContext
+from tasks.resources import Resources
+from tasks.stage import Job
 
 
 class Attempt:
-    """Filled in by the task body: what it produced and how many bytes it read."""
+    """Filled in by the task body: what it produced."""
 
     def __init__(self) -> None:
         self.result: StageResult | None = None
-        self.bytes_in = 0
-        self.delivered_seconds = 0.0
 
 
 @contextmanager
-def floor_event(
-    store: ObjectStore,
-    context: RunContext,
-    stage: str,
-    index: int | None,
-    model: str | None = None,
-) -> Iterator[Attempt]:
-    """Write this attempt's floor event when the body ends, whatever the outcome."""
+def floor_event(resources: Resources, context: RunContext, job: Job) -> Iterator[Attempt]:
+    """Write this attempt's floor event for ``job`` when the body ends, whatever the outcome."""
     attempt = Attempt()
+    store, stage, index = resources.store, job.stage.name, job.index
+    model = job.model.entry.name if job.model else None
+    bytes_in = sum(parent.asset.size for parent in job.parents)
     started = datetime.now(UTC)
     number = task_run.run_count or 1
     task_run_id = str(task_run.id) if task_run.id else "none"
@@ -57,12 +54,12 @@ def floor_event(
             stage=stage,
             attempt=number,
             model=model,
-            device_class=device_class() if stage == "render" else "cpu",
+            device_class=resources.device_class if job.stage.on_accelerator else "cpu",
             started=started,
             ended=ended,
             device_seconds=(ended - started).total_seconds(),
             status="retried" if retried else "failed",
-            bytes_in=attempt.bytes_in,
+            bytes_in=bytes_in,
         )
         _write_quietly(store, event)
         raise
@@ -77,9 +74,9 @@ def floor_event(
         status="cache_hit" if result.run.cache_hit else "completed",
         attempt=number,
         model=model,
-        bytes_in=attempt.bytes_in,
+        bytes_in=bytes_in,
         bytes_out=result.asset.size,
-        delivered_seconds=attempt.delivered_seconds,
+        delivered_seconds=job.delivered_seconds,
     )
     EventWriter(store).write_event(event)
 
@@ -93,37 +90,34 @@ def _write_quietly(store: ObjectStore, event: FloorEvent) -> None:
 
 
 def close_floor(
-    store: ObjectStore, context: RunContext, started: datetime, *, ingest: bool
+    resources: Resources, context: RunContext, started: datetime, *, ingest: bool
 ) -> str | None:
     """Record this worker's availability for the run, then refresh the warehouse.
 
     Returns the warehouse summary as markdown (for the run's Prefect artifact), or
     None when ingest is off or another process holds the warehouse.
     """
-    from factory.floor import WorkerAvailability, default_worker_id
-    from factory.settings import Settings
-    from storage.warehouse import Warehouse, WarehouseBusy, summary_markdown
-
     worker = default_worker_id()
     interval = WorkerAvailability(
         worker_id=worker,
-        device_class=device_class(),
+        device_class=resources.device_class,
         up_from=started,
         up_to=datetime.now(UTC),
     )
-    EventWriter(store).write_availability(worker, [interval], batch_id=context.flow_run_id)
+    EventWriter(resources.store).write_availability(
+        worker, [interval], batch_id=context.flow_run_id
+    )
     if not ingest:
         return None
-    path = Settings().home / "floor.duckdb"
     try:
-        Warehouse(path).ingest(store)
+        Warehouse(resources.warehouse).ingest(resources.store)
     except WarehouseBusy:
         return None
-    return summary_markdown(path)
+    return summary_markdown(resources.warehouse)
 
 
 def close_floor_books(
-    store: ObjectStore, context: RunContext, started: datetime, *, ingest: bool
+    resources: Resources, context: RunContext, started: datetime, *, ingest: bool
 ) -> None:
     """Close the run's floor books and show the warehouse summary in the Prefect UI.
 
@@ -131,6 +125,6 @@ def close_floor_books(
     API's SQLite quiet when the next flow run is created (bench/RESULTS.md), and the
     artifact belongs to the flow run either way.
     """
-    summary = close_floor(store, context, started, ingest=ingest)
+    summary = close_floor(resources, context, started, ingest=ingest)
     if summary:
         create_markdown_artifact(summary, key="factory-floor", description="Factory floor")

@@ -1,4 +1,4 @@
-"""Everything a production needs before the first render: a writable store, models, inputs.
+"""Everything a production needs before the first render: its models and input images.
 
 All checks that can fail on bad input run here, before any asset is written, so
 a refused order leaves nothing behind.
@@ -11,22 +11,20 @@ from pydantic import BaseModel, ConfigDict
 from factory.assets import Recorded
 from factory.errors import BadInput
 from factory.orders import Order
-from factory.registry import ResolvedModel, load_registry
-from factory.settings import Settings
+from factory.registry import ResolvedModel
 from media.weights import resolve_model
-from storage.objectstore import ObjectStore
-from storage.open import open_store
-from tasks.provenance import RunContext, ensure_identity, ingest_input
+from tasks.provenance import RunContext, ingest_input
+from tasks.resources import Resources
 
 _IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
+_IMAGE_ROLES = ("background_image", "logo")
 
 
 class Production(BaseModel):
-    """The resolved inputs of one order."""
+    """The resolved inputs of one order: its models found on disk, its images ingested."""
 
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(frozen=True)
 
-    store: ObjectStore
     models: dict[str, ResolvedModel]
     background: Recorded | None
     logo: Recorded | None
@@ -43,40 +41,34 @@ def _read_image(path_text: str, role: str) -> tuple[bytes, str]:
         raise BadInput(f"composite.{role} {path} cannot be read: {error.strerror}") from None
 
 
-def check_order(
-    order: Order, settings: Settings, store_spec: str | None = None
-) -> tuple[ObjectStore, dict[str, ResolvedModel]]:
+def _images(order: Order) -> dict[str, tuple[bytes, str]]:
+    return {
+        role: _read_image(value, role)
+        for role in _IMAGE_ROLES
+        if (value := getattr(order.composite, role))
+    }
+
+
+def check_order(order: Order, resources: Resources) -> dict[str, ResolvedModel]:
     """Refuse an order that cannot be produced, before anything is written or started.
 
-    Returns the opened, writable store and the order's models with their weights found.
+    Returns the order's models with their weights found and fingerprinted.
     """
-    registry = load_registry(settings.registry)
-    entries = {name: registry.get(name) for name in sorted({s.model for s in order.segments})}
-    for role in ("background_image", "logo"):
-        value = getattr(order.composite, role)
-        if value:
-            _read_image(value, role)
-    store = open_store(store_spec or settings.store_spec)
-    store.check_writable()
-    models = {name: resolve_model(entry, settings.models_dir) for name, entry in entries.items()}
-    return store, models
+    entries = {
+        name: resources.registry.get(name) for name in sorted({s.model for s in order.segments})
+    }
+    _images(order)
+    models_dir = resources.settings.models_dir
+    return {name: resolve_model(entry, models_dir) for name, entry in entries.items()}
 
 
-def prepare(
-    order: Order, settings: Settings, store_spec: str | None, context: RunContext
-) -> Production:
-    """Check the order, make sure the signing identity exists, then ingest its input images."""
-    store, models = check_order(order, settings, store_spec)
-    ensure_identity(store)
-    inputs = {}
-    for role in ("background_image", "logo"):
-        value = getattr(order.composite, role)
-        if value:
-            data, media_type = _read_image(value, role)
-            inputs[role] = ingest_input(store, data, media_type, role, context)
+def prepare(order: Order, resources: Resources, context: RunContext) -> Production:
+    """Check the order, then ingest its input images with their records."""
+    models = check_order(order, resources)
+    inputs = {
+        role: ingest_input(resources, data, media_type, role, context)
+        for role, (data, media_type) in _images(order).items()
+    }
     return Production(
-        store=store,
-        models=models,
-        background=inputs.get("background_image"),
-        logo=inputs.get("logo"),
+        models=models, background=inputs.get("background_image"), logo=inputs.get("logo")
     )

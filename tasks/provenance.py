@@ -1,11 +1,11 @@
-"""Provenance for every stage: the signed lineage record (and C2PA manifest) of its output.
+"""Provenance for every stage: the signed lineage record of its output, and what its C2PA
+manifest asserts about it.
 
-Signing identities are loaded from the keys directory once per process and never
-travel as task parameters, so no private key reaches Prefect's API or logs.
+The signing identity comes with the resources the entry point opened; private keys
+never appear in a record, a parameter shown by Prefect, or a log line.
 """
 
 import subprocess
-import threading
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
@@ -26,12 +26,9 @@ from factory.lineage import (
     record_digest,
     sign_record,
 )
-from factory.registry import ResolvedModel
-from media.credentials import CredentialSigner, Ingredient
-from storage import keys
 from storage.assets import put_asset
 from storage.lineage import RecordStore
-from storage.objectstore import ObjectStore
+from tasks.resources import Resources
 
 
 class RunContext(BaseModel):
@@ -60,45 +57,8 @@ def code_info() -> CodeInfo:
     return CodeInfo(package_version=factory.__version__, git_commit=commit or None)
 
 
-_signers: dict[Path, keys.LineageSigner] = {}
-_credentials: dict[Path, CredentialSigner] = {}
-_signers_lock = threading.Lock()
-
-
-def lineage_signer(keys_dir: Path | None = None) -> keys.LineageSigner:
-    keys_dir = (keys_dir or keys.default_keys_dir()).resolve()
-    with _signers_lock:
-        if keys_dir not in _signers:
-            _signers[keys_dir] = keys.load_signer(keys_dir)
-        return _signers[keys_dir]
-
-
-def credential_signer(keys_dir: Path | None = None) -> CredentialSigner:
-    """The C2PA signer for the factory's certificate chain, shared by this process's threads."""
-    keys_dir = (keys_dir or keys.default_keys_dir()).resolve()
-    with _signers_lock:
-        if keys_dir not in _credentials:
-            _credentials[keys_dir] = CredentialSigner(keys.load_c2pa_chain(keys_dir))
-        return _credentials[keys_dir]
-
-
-def ingredient(parent: Recorded, data: bytes, title: str, label: str) -> Ingredient:
-    """A parent asset as a C2PA ingredient (MP4, PNG or JPEG by its media type)."""
-    media_type = parent.asset.media_type.split(";")[0]
-    return Ingredient(data=data, title=title, label=label, format=media_type)
-
-
-def models_of(parents: list[Recorded]) -> list[ResolvedModel]:
-    """The distinct models in the ancestry of ``parents``, in first-seen order."""
-    found: dict[str, ResolvedModel] = {}
-    for parent in parents:
-        for model in parent.models:
-            found.setdefault(f"{model.entry.name}:{model.fingerprint}", model)
-    return list(found.values())
-
-
 def media_assertion(
-    stage: str, context: RunContext, parents: list[Recorded], models: list[ResolvedModel]
+    stage: str, context: RunContext, parents: list[Recorded], models: list[ModelInfo]
 ) -> dict[str, JsonValue]:
     """What the factory's custom C2PA assertion says about a media asset.
 
@@ -117,18 +77,8 @@ def media_assertion(
             {"digest": parent.asset.digest, "record_digest": parent.record_digest}
             for parent in parents
         ],
-        "models": [ModelInfo.from_resolved(model).model_dump(mode="json") for model in models],
+        "models": [model.model_dump(mode="json") for model in models],
     }
-
-
-def ensure_identity(store: ObjectStore, keys_dir: Path | None = None) -> bool:
-    """Create the factory's keys when absent and publish the public halves; True if created."""
-    _, created = keys.init(keys_dir)
-    keys.publish_public_keys(keys_dir, store)
-    if created:
-        with _signers_lock:
-            _signers.clear()
-    return created
 
 
 def _task_run_id() -> str:
@@ -137,7 +87,7 @@ def _task_run_id() -> str:
 
 
 def write_record(
-    store: ObjectStore,
+    resources: Resources,
     asset: AssetRef,
     *,
     stage: str,
@@ -145,7 +95,7 @@ def write_record(
     parents: list[Recorded],
     context: RunContext,
     run: RunRecord,
-    model: ResolvedModel | None = None,
+    model: ModelInfo | None = None,
     parameters: dict[str, JsonValue] | None = None,
     reused_from: str | None = None,
 ) -> str:
@@ -154,7 +104,7 @@ def write_record(
     With ``reused_from`` (the original record's digest) this is the record of a cache
     reuse, stored beside the asset's producing record rather than in its place.
     """
-    signer = lineage_signer()
+    signer = resources.signers.lineage
     record = LineageRecord(
         asset=AssetInfo(
             digest=asset.digest, media_type=asset.media_type, size=asset.size, uri=asset.uri
@@ -167,7 +117,7 @@ def write_record(
         order_id=context.order_id,
         flow_run_id=context.flow_run_id,
         task_run_id=_task_run_id(),
-        model=ModelInfo.from_resolved(model) if model else None,
+        model=model,
         parameters=parameters or {},
         device_class=run.device_class,
         device_seconds=run.device_seconds,
@@ -177,7 +127,7 @@ def write_record(
         key_id=signer.key_id,
         reused_from=reused_from,
     )
-    records = RecordStore(store)
+    records = RecordStore(resources.store)
     envelope = sign_record(record, signer)
     if reused_from is not None:
         return records.write_reuse(envelope, asset.digest, context.flow_run_id)
@@ -185,15 +135,15 @@ def write_record(
 
 
 def ingest_input(
-    store: ObjectStore, data: bytes, media_type: str, role: str, context: RunContext
+    resources: Resources, data: bytes, media_type: str, role: str, context: RunContext
 ) -> Recorded:
     """Store an order's input file (logo, background) with a record of where it came in.
 
     Inputs are not signed media and their bytes repeat across orders, so the first
     ingest's record stands for every later use of the same bytes.
     """
-    asset = put_asset(store, data, media_type)
-    records = RecordStore(store)
+    asset = put_asset(resources.store, data, media_type)
+    records = RecordStore(resources.store)
     if records.exists(asset.digest):
         return Recorded(asset=asset, record_digest=record_digest(records.read(asset.digest)))
     now = datetime.now(UTC)
@@ -208,7 +158,7 @@ def ingest_input(
     )
     try:
         digest = write_record(
-            store,
+            resources,
             asset,
             stage="ingest",
             version="1",

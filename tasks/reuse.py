@@ -5,11 +5,11 @@ demo) only to find each output in the cache. Each costs about 15 ms of
 orchestration, and their state events reach the ephemeral API's SQLite after the
 flow has returned, where they collide with the next flow run's creation (a 503
 "database is locked" and a 2 s client back-off; bench/RESULTS.md). This task walks
-each segment's chain render → composite → encode as far as the cache reaches,
-then the assembly, writing the same reuse record and floor event a stage task
-writes; the flow submits stage tasks only for what is left. A miss is looked up
-again by its stage task (whose single-flight lease needs a fresh look anyway), and
-a lookup that fails here is treated as a miss.
+each segment's chain as far as the cache reaches, then the assembly, writing the
+same reuse record and floor event a stage task writes; the flow submits stage tasks
+only for what is left. A miss is looked up again by its stage task (whose
+single-flight lease needs a fresh look anyway), and a lookup that fails here is
+treated as a miss.
 """
 
 import contextvars
@@ -23,15 +23,13 @@ from pydantic import BaseModel, ConfigDict
 from factory.assets import StageResult
 from factory.errors import FactoryError
 from factory.orders import Order
-from storage.objectstore import ObjectStore
-from tasks.assemble import assemble_work
-from tasks.cached import StageWork, reuse_cached
-from tasks.composite import composite_work
-from tasks.encode import encode_work
+from tasks.chain import FINAL, SEGMENT_CHAIN
 from tasks.floor import floor_event
 from tasks.prepare import Production
 from tasks.provenance import RunContext
-from tasks.render import render_work
+from tasks.resources import Resources
+from tasks.runner import reuse_cached
+from tasks.stage import Job
 
 log = logging.getLogger("factory.cache")
 
@@ -40,58 +38,45 @@ LOOKUP_THREADS = 8
 
 
 class Reused(BaseModel):
-    """The stage outputs taken from the cache, per segment; None where the stage must run."""
+    """The outputs taken from the cache: per segment, one per chain stage (None: must run)."""
 
     model_config = ConfigDict(frozen=True)
 
-    render: list[StageResult | None]
-    composite: list[StageResult | None]
-    encode: list[StageResult | None]
-    assemble: StageResult | None = None
+    segments: list[list[StageResult | None]]
+    final: StageResult | None = None
 
     @classmethod
     def nothing(cls, segments: int) -> "Reused":
         """Nothing reused: every stage runs (cache off or refreshed)."""
-        return cls(render=[None] * segments, composite=[None] * segments, encode=[None] * segments)
+        return cls(segments=[[None] * len(SEGMENT_CHAIN) for _ in range(segments)])
 
     @property
     def hits(self) -> int:
-        stages = (*self.render, *self.composite, *self.encode, self.assemble)
-        return sum(result is not None for result in stages)
+        found = [result for chain in self.segments for result in chain]
+        return sum(result is not None for result in (*found, self.final))
 
 
-def reuse_cached_stages(order: Order, production: Production, context: RunContext) -> Reused:
+def reuse_cached_stages(
+    order: Order, resources: Resources, production: Production, context: RunContext
+) -> Reused:
     """Every stage of ``order`` whose output the cache holds, each with its reuse record.
 
     Segments are looked up concurrently: on a remote store each hit is several round
     trips (entry, object, reuse record, run index, floor event), and hashing releases
     the GIL.
     """
-    store, count = production.store, len(order.segments)
+    count = len(order.segments)
 
     def segment_chain(index: int) -> list[StageResult | None]:
-        segment = order.segments[index]
-        model = production.models[segment.model]
-        render = _reuse(store, render_work(segment, index, model), context, model.entry.name)
-        if render is None:
-            return [None, None, None]
-        composite = _reuse(
-            store,
-            composite_work(
-                render,
-                segment,
-                index,
-                order.composite,
-                order.caption_for(index),
-                production.background,
-                production.logo,
-            ),
-            context,
-        )
-        if composite is None:
-            return [render, None, None]
-        encode = _reuse(store, encode_work(composite, segment, index, order.encode), context)
-        return [render, composite, encode]
+        found: list[StageResult | None] = []
+        upstream: list = []
+        for spec in SEGMENT_CHAIN:
+            result = _reuse(resources, spec.plan(order, production, index, upstream), context)
+            if result is None:
+                break
+            found.append(result)
+            upstream = [result]
+        return found + [None] * (len(SEGMENT_CHAIN) - len(found))
 
     with ThreadPoolExecutor(max_workers=min(LOOKUP_THREADS, count)) as pool:
         # Each lookup runs in a copy of this task's context, so its floor event and
@@ -100,44 +85,28 @@ def reuse_cached_stages(order: Order, production: Production, context: RunContex
             pool.submit(contextvars.copy_context().run, segment_chain, i) for i in range(count)
         ]
         chains = [future.result() for future in futures]
-    renders = [chain[0] for chain in chains]
-    composites = [chain[1] for chain in chains]
-    encodes = [chain[2] for chain in chains]
-    assembled = None
-    encoded = [result for result in encodes if result is not None]
-    if len(encoded) == count:
-        assembled = _reuse(
-            store,
-            assemble_work(encoded, fragmented=order.encode.fragmented),
-            context,
-            delivered_seconds=order.duration_s,
-        )
-    return Reused(render=renders, composite=composites, encode=encodes, assemble=assembled)
+    last = [chain[-1] for chain in chains]
+    final = None
+    if all(result is not None for result in last):
+        final = _reuse(resources, FINAL.plan(order, production, None, last), context)
+    return Reused(segments=chains, final=final)
 
 
-def _reuse(
-    store: ObjectStore,
-    work: StageWork,
-    context: RunContext,
-    model: str | None = None,
-    delivered_seconds: float = 0.0,
-) -> StageResult | None:
+def _reuse(resources: Resources, job: Job, context: RunContext) -> StageResult | None:
     # Reuse is an optimisation: a lookup that fails (the store hiccups, an entry cannot
     # be read) is a miss here, and the stage's own task looks again, with retries, and
     # accounts for its own attempts.
     try:
-        result = reuse_cached(store, work, context)
+        result = reuse_cached(resources, job, context)
         if result is not None:
             # The same floor event the stage's own task would write for a hit.
-            with floor_event(store, context, work.stage, work.index, model) as attempt:
-                attempt.bytes_in = sum(parent.asset.size for parent in work.parents)
-                attempt.delivered_seconds = delivered_seconds
+            with floor_event(resources, context, job) as attempt:
                 attempt.result = result
     except (FactoryError, OSError) as error:
         log.warning(
             "cache lookup for %s (segment %s) failed, its task will run: %s",
-            work.stage,
-            work.index,
+            job.stage.name,
+            job.index,
             error,
         )
         return None
@@ -147,7 +116,9 @@ def _reuse(
 # No retries: a failed lookup is already a miss, and a retry would write every hit's
 # reuse record and floor event a second time.
 @task(name="reuse", cache_policy=NO_CACHE)
-def reuse_task(order: Order, production: Production, context: RunContext) -> Reused:
-    reused = reuse_cached_stages(order, production, context)
+def reuse_task(
+    order: Order, resources: Resources, production: Production, context: RunContext
+) -> Reused:
+    reused = reuse_cached_stages(order, resources, production, context)
     get_run_logger().info("reused %d stage outputs from the cache", reused.hits)
     return reused

@@ -4,8 +4,7 @@ import pytest
 
 from cli.cache import parse_age
 from factory.errors import BadInput
-from factory.orders import Segment
-from factory.registry import load_registry
+from factory.orders import Order, Segment
 from factory.settings import Settings
 from flows.produce import produce
 from media.weights import resolve_model
@@ -13,8 +12,11 @@ from storage.assets import asset_key
 from storage.cache_maintenance import cache_stats, collect_garbage
 from storage.local import LocalStore
 from storage.verification import verify
+from tasks.prepare import Production
 from tasks.provenance import RunContext
-from tasks.render import render_segment
+from tasks.render import RENDER
+from tasks.resources import open_resources
+from tasks.runner import run_stage
 from tests.test_cache import _order
 
 
@@ -23,13 +25,18 @@ def test_stats_and_gc_keep_what_deliverables_reference(flow_env, tmp_path):
     store = LocalStore(tmp_path / "store")
     delivery = produce(_order(), str(tmp_path / "store"))
     produce(_order(), str(tmp_path / "store"))
-    model = resolve_model(load_registry().get("tiny"), Settings().models_dir)
-    orphan = render_segment(
-        store,
-        Segment(prompt="never delivered", duration_s=0.5, fps=8),
-        0,
-        model,
+    settings = Settings()
+    resources = open_resources(settings, "cpu", str(tmp_path / "store"))
+    scratch = Order(
+        id="scratch", segments=[Segment(prompt="never delivered", duration_s=0.5, fps=8)]
+    )
+    model = resolve_model(resources.registry.get("tiny"), settings.models_dir)
+    production = Production(models={"tiny": model}, background=None, logo=None)
+    orphan = run_stage(
+        resources,
+        RENDER.plan(scratch, production, 0, []),
         RunContext(order_id="scratch", flow_run_id="scratch-run"),
+        "use",
     )
 
     stats = {s.stage: s for s in cache_stats(store).stages}

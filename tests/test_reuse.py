@@ -1,5 +1,7 @@
 """The reuse pass on its own, without Prefect: each segment's chain as far as the cache reaches."""
 
+import dataclasses
+
 from bench.orchestration_overhead import plain
 from factory.errors import StoreUnavailable
 from factory.orders import Order
@@ -9,13 +11,15 @@ from storage.lineage import RecordStore
 from storage.local import LocalStore
 from tasks.prepare import Production, prepare
 from tasks.provenance import RunContext
+from tasks.resources import Resources, open_resources
 from tasks.reuse import reuse_cached_stages
 from tests.test_cache import _order
 
 
-def _prepared(order: Order, store: str, run: str) -> tuple[Production, RunContext]:
+def _prepared(order: Order, store: str, run: str) -> tuple[Resources, Production, RunContext]:
     context = RunContext(order_id=order.id, flow_run_id=run)
-    return prepare(order, Settings(), store, context), context
+    resources = open_resources(Settings(), "cpu", store)
+    return resources, prepare(order, resources, context), context
 
 
 def test_reuse_pass_follows_each_chain_as_far_as_the_cache_reaches(
@@ -24,33 +28,32 @@ def test_reuse_pass_follows_each_chain_as_far_as_the_cache_reaches(
     monkeypatch.setenv("FACTORY_HOME", str(factory_home))
     store = str(tmp_path / "store")
     order = _order()
-    production, context = _prepared(order, store, "cold")
-    assert reuse_cached_stages(order, production, context).hits == 0
+    resources, production, context = _prepared(order, store, "cold")
+    assert reuse_cached_stages(order, resources, production, context).hits == 0
     deliverable = plain(order, store)
 
-    production, context = _prepared(order, store, "warm")
-    warm = reuse_cached_stages(order, production, context)
+    resources, production, context = _prepared(order, store, "warm")
+    warm = reuse_cached_stages(order, resources, production, context)
     assert warm.hits == 7
-    assert warm.assemble is not None and warm.assemble.asset.digest == deliverable
-    results = [*warm.render, *warm.composite, *warm.encode, warm.assemble]
+    assert warm.final is not None and warm.final.asset.digest == deliverable
+    results = [*warm.segments[0], *warm.segments[1], warm.final]
     assert all(r is not None and r.run.cache_hit and r.run.device_seconds == 0 for r in results)
-    assert len(RecordStore(production.store).run_reuses("warm")) == 7
+    assert len(RecordStore(resources.store).run_reuses("warm")) == 7
 
     edited = _order({(1, "caption"): "another caption"})
-    production, context = _prepared(edited, store, "edited")
-    partial = reuse_cached_stages(edited, production, context)
-    assert [result is not None for result in partial.render] == [True, True]
-    assert [result is not None for result in partial.composite] == [True, False]
-    assert [result is not None for result in partial.encode] == [True, False]
-    assert partial.assemble is None
-    assert len(RecordStore(production.store).run_reuses("edited")) == 4
+    resources, production, context = _prepared(edited, store, "edited")
+    partial = reuse_cached_stages(edited, resources, production, context)
+    found = [[result is not None for result in chain] for chain in partial.segments]
+    assert found == [[True, True, True], [True, False, False]]
+    assert partial.final is None
+    assert len(RecordStore(resources.store).run_reuses("edited")) == 4
 
 
 def test_a_failing_lookup_is_a_miss_and_writes_nothing(factory_home, monkeypatch, tmp_path):
     monkeypatch.setenv("FACTORY_HOME", str(factory_home))
     store = str(tmp_path / "store")
     order = _order()
-    production, _ = _prepared(order, store, "cold")
+    resources, production, _ = _prepared(order, store, "cold")
     plain(order, store)
 
     class RenderEntriesUnreachable(LocalStore):
@@ -59,8 +62,8 @@ def test_a_failing_lookup_is_a_miss_and_writes_nothing(factory_home, monkeypatch
                 raise StoreUnavailable("the store stopped answering")
             return super().get(key)
 
-    flaky = production.model_copy(update={"store": RenderEntriesUnreachable(tmp_path / "store")})
+    flaky = dataclasses.replace(resources, store=RenderEntriesUnreachable(tmp_path / "store"))
     context = RunContext(order_id=order.id, flow_run_id="flaky")
-    assert reuse_cached_stages(order, flaky, context).hits == 0
+    assert reuse_cached_stages(order, flaky, production, context).hits == 0
     assert RecordStore(flaky.store).run_reuses("flaky") == []
     assert list_event_keys(flaky.store, "flaky") == []

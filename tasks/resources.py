@@ -1,0 +1,75 @@
+"""The resources a production uses, built once by its entry point and passed down.
+
+An entry point (a CLI command, a flow run, a deployment) reads ``Settings`` once and
+opens everything here; tasks and stages receive the result as a value and never read
+the environment themselves. Private keys stay inside ``Signers``, whose repr shows key
+ids only, so a resources object can travel as a task parameter without leaking them.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from factory.registry import Registry, load_registry
+from factory.settings import Settings
+from media.credentials import CredentialSigner
+from storage import keys
+from storage.objectstore import ObjectStore
+from storage.open import open_store
+
+
+@dataclass(frozen=True)
+class Signers:
+    """The factory's signing identity: the lineage key and the C2PA certificate chain."""
+
+    lineage: keys.LineageSigner
+    credentials: CredentialSigner
+
+    @classmethod
+    def load(cls, keys_dir: Path) -> "Signers":
+        return cls(
+            lineage=keys.load_signer(keys_dir),
+            credentials=CredentialSigner(keys.load_c2pa_chain(keys_dir)),
+        )
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Store, signers, settings, model registry and this worker's device, for one process."""
+
+    settings: Settings
+    store: ObjectStore
+    signers: Signers
+    registry: Registry
+    device_class: str
+    identity_created: bool = False
+
+    @property
+    def warehouse(self) -> Path:
+        return self.settings.warehouse
+
+
+def open_resources(
+    settings: Settings,
+    device_class: str,
+    store: str | None = None,
+    registry: Path | str | None = None,
+) -> Resources:
+    """Open the store (checked writable), make sure the signing identity exists, load it.
+
+    ``store`` and ``registry`` override the settings' own; the public keys are published
+    to the store on every open (write-once, so a no-op once there).
+    """
+    opened = open_store(store or settings.store_spec)
+    opened.check_writable()
+    extra = registry if registry is not None else settings.registry
+    models = load_registry(Path(extra) if extra is not None else None)
+    _, created = keys.init(settings.keys_dir)
+    keys.publish_public_keys(settings.keys_dir, opened)
+    return Resources(
+        settings=settings,
+        store=opened,
+        signers=Signers.load(settings.keys_dir),
+        registry=models,
+        device_class=device_class,
+        identity_created=created,
+    )
