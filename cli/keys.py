@@ -14,6 +14,7 @@ from cli.common import StoreOption, open_store_option
 from factory.errors import BadInput
 from factory.settings import Settings
 from storage import keys
+from storage.objectstore import ObjectStore
 
 keys_app = typer.Typer(
     help="The factory's signing keys: lineage (Ed25519) and C2PA.",
@@ -31,12 +32,15 @@ KeysDirOption = Annotated[
 ]
 
 
+def _open(keys_dir: Path | None, store: str | None) -> tuple[Path, ObjectStore]:
+    settings = Settings()
+    return keys_dir or settings.keys_dir, open_store_option(store, settings)
+
+
 @keys_app.command("init")
 def init_keys(store: StoreOption = None, keys_dir: KeysDirOption = None) -> None:
     """Create the signing keys where absent and publish their public halves to the store."""
-    settings = Settings()
-    keys_dir = keys_dir or settings.keys_dir
-    target = open_store_option(store, settings)
+    keys_dir, target = _open(keys_dir, store)
     key_id, created = keys.init(keys_dir)
     keys.publish_public_keys(keys_dir, target)
     out.print(f"{'created' if created else 'existing'} lineage key {key_id}", soft_wrap=True)
@@ -47,9 +51,7 @@ def init_keys(store: StoreOption = None, keys_dir: KeysDirOption = None) -> None
 @keys_app.command("rotate")
 def rotate_keys(store: StoreOption = None, keys_dir: KeysDirOption = None) -> None:
     """Sign from now on with a new key; old keys stay published so old records verify."""
-    settings = Settings()
-    keys_dir = keys_dir or settings.keys_dir
-    target = open_store_option(store, settings)
+    keys_dir, target = _open(keys_dir, store)
     if keys.active_key_id(keys_dir) is None:
         raise BadInput(f"No keys in {keys_dir} to rotate; run `factory keys init` first.")
     key_id = keys.rotate(keys_dir)
@@ -62,9 +64,7 @@ def rotate_keys(store: StoreOption = None, keys_dir: KeysDirOption = None) -> No
 @keys_app.command("list")
 def list_keys(store: StoreOption = None, keys_dir: KeysDirOption = None) -> None:
     """Key ids published in the store, and which one signs here."""
-    settings = Settings()
-    keys_dir = keys_dir or settings.keys_dir
-    target = open_store_option(store, settings)
+    keys_dir, target = _open(keys_dir, store)
     published = keys.load_public_keys(target)
     active = keys.active_key_id(keys_dir)
     local = set(keys.local_key_ids(keys_dir))

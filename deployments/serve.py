@@ -7,7 +7,8 @@ Then trigger a run from the UI (Deployments → produce/produce-local → Run), 
 through the REST API (see README.md).
 """
 
-from flows.produce import produce
+# Run as a script, so the entry points beside it import by their module name.
+from entrypoints import produce
 
 if __name__ == "__main__":
     # No schedule here on purpose: re-serving with `schedules` would replace the

@@ -6,6 +6,7 @@ cost). Lineage, the segment cache and the floor warehouse attach to these two.
 
 import hashlib
 from datetime import datetime
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from factory.registry import ModelInfo

@@ -4,6 +4,11 @@ Every error the factory raises on purpose derives from ``FactoryError``; the CLI
 turns ``exit_code`` into the process exit status (2 for bad input, 1 otherwise).
 """
 
+from pydantic import ValidationError
+
+# Problems whose input is the whole (missing or mistyped) object: not worth echoing.
+_NO_INPUT = ("missing", "model_attributes_type", "dict_type")
+
 
 class FactoryError(Exception):
     """A failure the user can act on; the message says what happened and what to do."""
@@ -39,3 +44,21 @@ class WriteConflict(StoreError):
 
 class IntegrityError(FactoryError):
     """Stored bytes do not match the digest they are addressed by."""
+
+
+def validation_problems(
+    error: ValidationError, *, root: str, limit: int | None = None, show_input: bool = False
+) -> list[str]:
+    """One line per problem pydantic found: the field's dotted path, then what is wrong.
+
+    ``root`` names a problem with no path (the whole object); ``show_input`` appends the
+    value given, where there is one worth showing.
+    """
+    lines = []
+    for problem in error.errors()[:limit]:
+        location = ".".join(str(part) for part in problem["loc"]) or root
+        message = problem["msg"].removeprefix("Value error, ")
+        if show_input and problem["loc"] and problem["type"] not in _NO_INPUT:
+            message += f" (got {problem.get('input')!r})"
+        lines.append(f"{location}: {message}")
+    return lines

@@ -51,7 +51,7 @@ from pydantic import (
 )
 
 from factory.assets import RunRecord
-from factory.errors import BadInput
+from factory.errors import BadInput, validation_problems
 from factory.stages import STAGES, StageName
 
 EventStatus = Literal["completed", "failed", "retried", "cache_hit", "rejected"]
@@ -273,10 +273,7 @@ def _read_toml(path: Path, what: str) -> dict[str, Any]:
 
 
 def _problems(error: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(p) for p in e['loc']) or 'file'}: {e['msg'].removeprefix('Value error, ')}"
-        for e in error.errors()[:5]
-    )
+    return "; ".join(validation_problems(error, root="file", limit=5))
 
 
 def load_price_card(path: Path | None = None) -> PriceCard:

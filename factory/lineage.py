@@ -34,7 +34,7 @@ from securesystemslib.exceptions import VerificationError
 from securesystemslib.signer import Signer, SSlibKey
 
 from factory.assets import sha256_hex
-from factory.errors import BadInput, IntegrityError
+from factory.errors import BadInput, IntegrityError, validation_problems
 from factory.registry import ModelInfo
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -231,10 +231,7 @@ def _parse_statement(payload: bytes) -> LineageRecord:
     try:
         parsed = _Statement.model_validate_json(payload)
     except ValidationError as err:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'payload'}: {e['msg']}"
-            for e in err.errors()[:5]
-        )
+        problems = "; ".join(validation_problems(err, root="payload", limit=5))
         raise IntegrityError(
             f"lineage payload is not a valid {PREDICATE_TYPE} statement: {problems}"
         ) from None

@@ -13,7 +13,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from factory.errors import BadInput
+from factory.errors import BadInput, validation_problems
 
 MAX_WIDTH = 3840
 MAX_HEIGHT = 2160
@@ -160,19 +160,8 @@ class Order(BaseModel):
 
 def describe_validation_error(error: ValidationError, source: str) -> str:
     """One line per problem: the field's path, what is wrong, and the value given."""
-    lines = [f"invalid order in {source}:"]
-    for problem in error.errors():
-        location = ".".join(str(part) for part in problem["loc"]) or "(order)"
-        message = problem["msg"].removeprefix("Value error, ")
-        if not problem["loc"] or problem["type"] in (
-            "missing",
-            "model_attributes_type",
-            "dict_type",
-        ):
-            lines.append(f"  {location}: {message}")
-        else:
-            lines.append(f"  {location}: {message} (got {problem.get('input')!r})")
-    return "\n".join(lines)
+    problems = validation_problems(error, root="(order)", show_input=True)
+    return "\n".join([f"invalid order in {source}:", *(f"  {line}" for line in problems)])
 
 
 def parse_order(data: object, source: str = "order") -> Order:

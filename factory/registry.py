@@ -19,7 +19,7 @@ from pydantic import (
     model_validator,
 )
 
-from factory.errors import BadInput
+from factory.errors import BadInput, validation_problems
 
 BUILTIN_REGISTRY = Path(__file__).with_name("models.toml")
 REGISTER_HINT = (
@@ -150,11 +150,7 @@ def _read_entries(path: Path) -> dict[str, ModelEntry]:
         try:
             entries[name] = ModelEntry.model_validate({"name": name, **table})
         except ValidationError as error:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or name}: "
-                + e["msg"].removeprefix("Value error, ")
-                for e in error.errors()
-            )
+            problems = "; ".join(validation_problems(error, root=name))
             raise BadInput(f"model registry {path}, models.{name}: {problems}") from None
     return entries
 

@@ -9,9 +9,8 @@ from collections import defaultdict
 from pydantic import BaseModel
 
 from factory.errors import IntegrityError
-from factory.lineage import LineageRecord, ModelInfo, verify_record
-from storage.keys import load_public_keys
-from storage.lineage import RecordStore
+from factory.lineage import LineageRecord, ModelInfo
+from storage.lineage_reader import LineageNode, LineageReader
 from storage.objectstore import ObjectStore
 
 
@@ -40,39 +39,31 @@ class Ancestry(BaseModel):
 
 def ancestry(store: ObjectStore, digest: str) -> Ancestry:
     """Read and verify the records of ``digest`` and every ancestor; summarise models and pay."""
-    records = RecordStore(store)
-    public_keys = load_public_keys(store)
-    seen: dict[str, AncestryNode] = {}
-    renders: dict[str, LineageRecord] = {}
-
-    def load(current: str) -> AncestryNode:
-        if current in seen:
-            return seen[current]
-        try:
-            record = verify_record(records.read(current), public_keys, expected_digest=current)
-        except IntegrityError as error:
-            raise IntegrityError(
-                f"lineage of {digest} is broken at {current}: {error}. "
-                "Run `factory verify` for the full report"
-            ) from None
-        node = AncestryNode(
-            digest=current,
-            stage=record.stage.name,
-            media_type=record.asset.media_type,
-            model=record.model.name if record.model else None,
-            parameters=record.parameters,
+    graph = LineageReader.of(store).walk(digest)
+    broken = next((node for node in graph.seen.values() if node.problems), None)
+    if broken is not None:
+        raise IntegrityError(
+            f"lineage of {digest} is broken at {broken.digest}: {broken.problems[0]}. "
+            "Run `factory verify` for the full report"
         )
-        seen[current] = node
-        if record.model is not None:
-            renders[current] = record
-        node.parents = [load(parent.digest) for parent in record.parents]
-        return node
-
-    tree = load(digest)
+    assert graph.root is not None
+    renders = [node.record for node in graph.verified if node.record and node.record.model]
     return summarise(
         digest,
-        tree,
-        [(record.model, _seconds(record)) for record in renders.values() if record.model],
+        _tree(graph.root),
+        [(record.model, _seconds(record)) for record in renders if record.model],
+    )
+
+
+def _tree(node: LineageNode) -> AncestryNode:
+    assert node.record is not None
+    return AncestryNode(
+        digest=node.digest,
+        stage=node.record.stage.name,
+        media_type=node.record.asset.media_type,
+        model=node.model,
+        parameters=node.record.parameters,
+        parents=[_tree(parent) for parent in node.parents],
     )
 
 

@@ -1,19 +1,16 @@
 """Operating the segment cache: what it holds, what it saved, and garbage collection."""
 
-import base64
-import json
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel
 
 from factory.errors import ObjectNotFound
+from factory.stages import CACHED_STAGES
 from storage.assets import asset_key
 from storage.cache import SegmentCache
-from storage.lineage import RECORDS_PREFIX, REUSES_PREFIX
+from storage.lineage_reader import LineageReader
 from storage.objectstore import ObjectStore
-
-_CACHED_STAGES = ("render", "composite", "encode", "assemble")
 
 
 class StageStats(BaseModel):
@@ -42,35 +39,21 @@ class GcResult(BaseModel):
     assets_kept_for_deliverables: int
 
 
-def _predicate(envelope: bytes) -> dict:
-    # Statistics read the payload without checking signatures: `factory verify` is the
-    # place for trust, this is bookkeeping.
-    return json.loads(base64.b64decode(json.loads(envelope)["payload"]))["predicate"]
-
-
-def _producing_records(store: ObjectStore) -> dict[str, dict]:
-    return {
-        key.rsplit("/", 1)[1].removesuffix(".dsse.json"): _predicate(store.get(key))
-        for key in store.list(RECORDS_PREFIX)
-    }
-
-
 def cache_stats(store: ObjectStore) -> CacheStats:
     """Entries and bytes per stage, computed vs reused runs, device-seconds saved by reuse."""
-    produced = _producing_records(store)
-    computed = Counter(record["stage"]["name"] for record in produced.values())
+    reader = LineageReader.of(store)
+    produced = reader.producing_records()
+    computed = Counter(record.stage.name for record in produced.values())
     reused: Counter[str] = Counter()
     saved: defaultdict[str, float] = defaultdict(float)
-    for key in store.list(REUSES_PREFIX):
-        record = _predicate(store.get(key))
-        stage = record["stage"]["name"]
-        reused[stage] += 1
-        original = produced.get(record["asset"]["digest"])
+    for record in reader.reuse_records():
+        reused[record.stage.name] += 1
+        original = produced.get(record.asset.digest)
         if original is not None:
-            saved[stage] += original["device_seconds"]
+            saved[record.stage.name] += original.device_seconds
     cache = SegmentCache(store)
     stages = []
-    for stage in _CACHED_STAGES:
+    for stage in CACHED_STAGES:
         entries = list(cache.entries(stage))
         stages.append(
             StageStats(
@@ -87,9 +70,9 @@ def cache_stats(store: ObjectStore) -> CacheStats:
 
 def delivered_ancestry(store: ObjectStore) -> set[str]:
     """Every asset digest in the lineage of a delivered output (an assembled deliverable)."""
-    produced = _producing_records(store)
+    produced = LineageReader.of(store).producing_records()
     protected: set[str] = set()
-    pending = [digest for digest, rec in produced.items() if rec["stage"]["name"] == "assemble"]
+    pending = [digest for digest, rec in produced.items() if rec.stage.name == "assemble"]
     while pending:
         digest = pending.pop()
         if digest in protected:
@@ -97,7 +80,7 @@ def delivered_ancestry(store: ObjectStore) -> set[str]:
         protected.add(digest)
         record = produced.get(digest)
         if record is not None:
-            pending.extend(parent["digest"] for parent in record["parents"])
+            pending.extend(parent.digest for parent in record.parents)
     return protected
 
 

@@ -30,7 +30,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from factory.errors import BadInput, IntegrityError
+from factory.errors import BadInput, IntegrityError, validation_problems
 from factory.floor import FloorEvent, WorkerAvailability, default_worker_id
 from storage.objectstore import ObjectStore, write_once
 
@@ -81,10 +81,9 @@ def _parse_lines(data: bytes, model: type[T], where: str) -> list[T]:
         try:
             items.append(model.model_validate_json(line))
         except ValidationError as error:
-            first = error.errors()[0]
-            place = ".".join(str(p) for p in first["loc"]) or "line"
+            (first,) = validation_problems(error, root="line", limit=1)
             raise IntegrityError(
-                f"{where} line {number} is not a valid {model.__name__}: {place}: {first['msg']}"
+                f"{where} line {number} is not a valid {model.__name__}: {first}"
             ) from None
     return items
 

@@ -109,21 +109,6 @@ class RecordStore:
         self._put_once(f"{run_index_prefix(flow_run_id)}reuses/{digest}", asset_digest.encode())
         return digest
 
-    def reuses(self, asset_digest: str) -> list[bytes]:
-        """Every reuse record of an asset (envelopes), in key order."""
-        _check_digest(asset_digest)
-        prefix = f"{REUSES_PREFIX}{asset_digest[:2]}/{asset_digest}/"
-        return [self._store.get(key) for key in self._store.list(prefix)]
-
-    def run_reuses(self, flow_run_id: str) -> list[tuple[str, str]]:
-        """(asset digest, reuse record digest) of every reuse a flow run recorded."""
-        _check_run_id(flow_run_id)
-        prefix = f"{run_index_prefix(flow_run_id)}reuses/"
-        return [
-            (self._store.get(key).decode("ascii"), key.removeprefix(prefix))
-            for key in self._store.list(prefix)
-        ]
-
     def _put_once(self, key: str, data: bytes) -> None:
         write_once(
             self._store,
@@ -148,16 +133,6 @@ class RecordStore:
     def exists(self, asset_digest: str) -> bool:
         _check_digest(asset_digest)
         return self._store.head(record_key(asset_digest)) is not None
-
-    def run_records(self, flow_run_id: str) -> list[tuple[str, str]]:
-        """(asset digest, record digest) of every record a flow run wrote, by asset digest."""
-        _check_run_id(flow_run_id)
-        prefix = run_index_prefix(flow_run_id)
-        return [
-            (key.removeprefix(prefix), self._store.get(key).decode("ascii"))
-            for key in self._store.list(prefix)
-            if not key.startswith(f"{prefix}reuses/")
-        ]
 
 
 def _check_digest(asset_digest: str) -> None:

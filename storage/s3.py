@@ -100,27 +100,23 @@ class S3Store:
     def get(self, key: str) -> bytes:
         full_key = self._full_key(key)
         with self._errors("read", full_key):
-            try:
-                response = self._client.get_object(Bucket=self._bucket, Key=full_key)
-            except ClientError as err:
-                if _error_code(err) in _MISSING_KEY_CODES:
-                    raise ObjectNotFound(f"{self.uri(key)} does not exist.") from None
-                raise
-            return response["Body"].read()
+            return self._get_object(key, full_key)["Body"].read()
 
     def sha256(self, key: str) -> str:
         full_key = self._full_key(key)
         digest = hashlib.sha256()
         with self._errors("read", full_key):
-            try:
-                response = self._client.get_object(Bucket=self._bucket, Key=full_key)
-            except ClientError as err:
-                if _error_code(err) in _MISSING_KEY_CODES:
-                    raise ObjectNotFound(f"{self.uri(key)} does not exist.") from None
-                raise
-            for chunk in response["Body"].iter_chunks(1 << 20):
+            for chunk in self._get_object(key, full_key)["Body"].iter_chunks(1 << 20):
                 digest.update(chunk)
         return digest.hexdigest()
+
+    def _get_object(self, key: str, full_key: str) -> dict:
+        try:
+            return self._client.get_object(Bucket=self._bucket, Key=full_key)
+        except ClientError as err:
+            if _error_code(err) in _MISSING_KEY_CODES:
+                raise ObjectNotFound(f"{self.uri(key)} does not exist.") from None
+            raise
 
     def head(self, key: str) -> ObjectInfo | None:
         full_key = self._full_key(key)

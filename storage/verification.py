@@ -11,12 +11,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pydantic import BaseModel
 
 from factory.assets import sha256_hex
-from factory.errors import IntegrityError, ObjectNotFound
-from factory.lineage import LineageRecord, record_digest, verify_record
+from factory.errors import ObjectNotFound
 from media.credential_reports import verify_credentials
 from storage.assets import asset_key
-from storage.keys import load_c2pa_roots, load_public_keys
-from storage.lineage import RecordStore
+from storage.keys import load_c2pa_roots
+from storage.lineage_reader import LineageGraph, LineageNode, LineageReader
 from storage.objectstore import ObjectStore
 
 
@@ -31,16 +30,8 @@ def _expects_manifest(media_type: str | None) -> bool:
     return media_type is None or media_type.split(";")[0] == "video/mp4"
 
 
-class ProvenanceNode(BaseModel):
-    """One asset in the provenance tree and what was found wrong with it, if anything."""
-
-    digest: str
-    stage: str | None = None
-    media_type: str | None = None
-    record_digest: str | None = None
-    model: str | None = None
-    problems: list[str] = []
-    parents: list["ProvenanceNode"] = []
+# The tree `factory verify` prints and returns as JSON.
+ProvenanceNode = LineageNode
 
 
 class VerifyReport(BaseModel):
@@ -59,77 +50,21 @@ def _altered(digest: str, actual: str) -> str:
     return f"asset {_short(digest)}: stored bytes hash to {_short(actual)}… (altered)"
 
 
-class _Walker:
-    def __init__(self, store: ObjectStore) -> None:
-        self.store = store
-        self.records = RecordStore(store)
-        self.public_keys = load_public_keys(store)
-        self.seen: dict[str, ProvenanceNode] = {}
-        self.problems: list[str] = []
-        self.stored: list[str] = []
+def _check_stored_bytes(store: ObjectStore, graph: LineageGraph, skip: str | None) -> None:
+    """Hash every stored asset of the graph but ``skip``; threads overlap I/O and hashing."""
 
-    def walk(self, digest: str, expected_record: str | None) -> ProvenanceNode:
-        if digest in self.seen:
-            node = self.seen[digest]
-            if expected_record is not None and node.record_digest not in (None, expected_record):
-                self.fail(node, self._link_problem(digest, node.record_digest, expected_record))
-            return node
-        node = ProvenanceNode(digest=digest)
-        self.seen[digest] = node
+    def check(digest: str) -> str | None:
         try:
-            envelope = self.records.read(digest)
+            actual = store.sha256(asset_key(digest))
         except ObjectNotFound:
-            self.fail(node, f"asset {_short(digest)}: no lineage record (deleted or never written)")
-            return node
-        node.record_digest = record_digest(envelope)
-        if expected_record is not None and node.record_digest != expected_record:
-            self.fail(node, self._link_problem(digest, node.record_digest, expected_record))
-        try:
-            record = verify_record(envelope, self.public_keys, expected_digest=digest)
-        except IntegrityError as error:
-            self.fail(node, f"asset {_short(digest)}: record rejected: {error}")
-            return node
-        self._describe(node, record)
-        self.stored.append(digest)
-        node.parents = [self.walk(parent.digest, parent.record_digest) for parent in record.parents]
-        return node
+            return f"asset {_short(digest)}: missing from the store"
+        return _altered(digest, actual) if actual != digest else None
 
-    def _describe(self, node: ProvenanceNode, record: LineageRecord) -> None:
-        node.stage = record.stage.name
-        node.media_type = record.asset.media_type
-        node.model = record.model.name if record.model else None
-
-    def _link_problem(self, digest: str, found: str | None, expected: str) -> str:
-        return (
-            f"asset {_short(digest)}: its record hashes to {_short(found or '')}… but its child "
-            f"links to record {_short(expected)}… (the record was replaced or altered)"
-        )
-
-    def fail(self, node: ProvenanceNode, problem: str) -> None:
-        node.problems.append(problem)
-        self.problems.append(problem)
-
-    def checked_already(self, digest: str, actual: str) -> None:
-        """``digest``'s stored bytes were hashed by the caller, to ``actual``."""
-        if digest in self.stored:
-            self.stored.remove(digest)
-        if actual != digest:
-            self.fail(self.seen[digest], _altered(digest, actual))
-
-    def check_stored_bytes(self) -> None:
-        """Hash every stored asset of the graph; threads overlap I/O and hashing."""
-
-        def check(digest: str) -> str | None:
-            try:
-                actual = self.store.sha256(asset_key(digest))
-            except ObjectNotFound:
-                return f"asset {_short(digest)}: missing from the store"
-            return _altered(digest, actual) if actual != digest else None
-
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            for digest, problem in zip(self.stored, pool.map(check, self.stored), strict=True):
-                if problem:
-                    self.fail(self.seen[digest], problem)
+    nodes = [node for node in graph.verified if node.digest != skip]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for node, problem in zip(nodes, pool.map(check, [n.digest for n in nodes]), strict=True):
+            if problem:
+                graph.fail(node, problem)
 
 
 def verify(
@@ -155,20 +90,21 @@ def verify(
         # Asked by digest, the stored copy is what was read: walk the asset asked for, and
         # its bytes need no second hashing.
         digest = digest if from_store else actual
-        walker = _Walker(store)
-        tree = walker.walk(digest, None)
-        if from_store:
-            walker.checked_already(digest, actual)
+        graph = LineageReader.of(store).walk(digest)
+        tree = graph.root
+        assert tree is not None
+        if from_store and actual != digest:
+            graph.fail(tree, _altered(digest, actual))
         if manifest_check is None and _expects_manifest(tree.media_type):
             manifest_check = pool.submit(verify_credentials, data, roots)
-        walker.check_stored_bytes()
+        _check_stored_bytes(store, graph, skip=digest if from_store else None)
         credentials = manifest_check.result() if manifest_check is not None else []
     for problem in credentials:
-        walker.fail(tree, f"C2PA: {problem}")
+        graph.fail(tree, f"C2PA: {problem}")
     return VerifyReport(
         digest=digest,
-        verified=not walker.problems,
+        verified=not graph.problems,
         credentials=credentials,
-        problems=walker.problems,
+        problems=graph.problems,
         tree=tree,
     )

@@ -20,6 +20,7 @@ from storage.floor_events import list_event_keys, read_events
 from storage.lineage import RecordStore
 from storage.local import LocalStore
 from storage.verification import verify
+from tests.run_index import run_records, run_reuses
 from tests.task_runs import task_runs
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
@@ -52,9 +53,9 @@ def test_warm_run_renders_nothing_and_writes_the_same_deliverable(flow_env, tmp_
     assert all(run.cache_hit for run in warm.runs)
     assert all(run.device_seconds == 0 for run in warm.runs)
     assert warm.deliverable.digest == cold.deliverable.digest
-    records = RecordStore(LocalStore(tmp_path / "store"))
-    assert len(records.run_reuses(warm.flow_run_id)) == len(warm.runs)
-    assert records.run_records(warm.flow_run_id) == []
+    stored = LocalStore(tmp_path / "store")
+    assert len(run_reuses(stored, warm.flow_run_id)) == len(warm.runs)
+    assert run_records(stored, warm.flow_run_id) == []
     assert verify(LocalStore(tmp_path / "store"), digest=warm.deliverable.digest).verified
     # Every hit was resolved in one task run: no stage task ran at all.
     warm_task_runs = task_runs(warm_state.state_details.flow_run_id)

@@ -35,6 +35,7 @@ from storage.keys import LINEAGE_PREFIX, LineageSigner, publish_public_keys
 from storage.lineage import RecordStore, enable_object_lock, record_key
 from storage.local import LocalStore
 from storage.s3 import S3Store
+from tests.run_index import run_records
 
 
 def digest_of(text: str) -> str:
@@ -309,7 +310,7 @@ def test_identical_rewrite_is_a_no_op(local, signer):
     records = RecordStore(local)
     first = records.write(envelope, record.asset.digest, "run-1")
     assert records.write(envelope, record.asset.digest, "run-1") == first
-    assert records.run_records("run-1") == [(record.asset.digest, first)]
+    assert run_records(local, "run-1") == [(record.asset.digest, first)]
 
 
 def test_different_record_for_the_same_asset_conflicts(local, signer):
@@ -321,7 +322,7 @@ def test_different_record_for_the_same_asset_conflicts(local, signer):
     with pytest.raises(WriteConflict, match=key):
         records.write(sign_record(rival, signer), rival.asset.digest, "run-2")
     assert records.read(original.asset.digest) == sign_record(original, signer)
-    assert records.run_records("run-2") == []
+    assert run_records(local, "run-2") == []
 
 
 def test_run_index_lists_a_runs_records(local, signer):
@@ -332,9 +333,9 @@ def test_run_index_lists_a_runs_records(local, signer):
             record = make_record(signer, name, flow_run_id=run)
             digest = records.write(sign_record(record, signer), record.asset.digest, run)
             written.setdefault(run, []).append((record.asset.digest, digest))
-    assert records.run_records("run-a") == sorted(written["run-a"])
-    assert records.run_records("run-b") == written["run-b"]
-    assert records.run_records("run-c") == []
+    assert run_records(local, "run-a") == sorted(written["run-a"])
+    assert run_records(local, "run-b") == written["run-b"]
+    assert run_records(local, "run-c") == []
 
 
 def test_missing_record(local):
@@ -376,9 +377,9 @@ def test_record_is_written_before_its_index_entry(tmp_path, signer):
     ]
     # The record is there without its index entry; the retry completes the index.
     retry = RecordStore(LocalStore(tmp_path / "store"))
-    assert retry.run_records("run-1") == []
+    assert run_records(LocalStore(tmp_path / "store"), "run-1") == []
     digest = retry.write(envelope, record.asset.digest, "run-1")
-    assert retry.run_records("run-1") == [(record.asset.digest, digest)]
+    assert run_records(LocalStore(tmp_path / "store"), "run-1") == [(record.asset.digest, digest)]
 
 
 # --- S3: the same semantics on SeaweedFS, and Object Lock ------------------------------
@@ -393,7 +394,7 @@ def test_record_store_on_s3(s3_env, signer, public_keys):
     assert records.write(envelope, record.asset.digest, "run-1") == digest
     assert records.exists(record.asset.digest)
     assert verify_record(records.read(record.asset.digest), public_keys) == record
-    assert records.run_records("run-1") == [(record.asset.digest, digest)]
+    assert run_records(local, "run-1") == [(record.asset.digest, digest)]
     rival = sign_record(make_record(signer, task_run_id="task-2"), signer)
     with pytest.raises(WriteConflict, match=record_key(record.asset.digest)):
         records.write(rival, record.asset.digest, "run-1")

@@ -7,12 +7,12 @@ from factory.errors import StoreUnavailable
 from factory.orders import Order
 from factory.settings import Settings
 from storage.floor_events import list_event_keys
-from storage.lineage import RecordStore
 from storage.local import LocalStore
 from tasks.prepare import Production, prepare
 from tasks.provenance import RunContext
 from tasks.resources import Resources, open_resources
 from tasks.reuse import reuse_cached_stages
+from tests.run_index import run_reuses
 from tests.test_cache import _order
 
 
@@ -38,7 +38,7 @@ def test_reuse_pass_follows_each_chain_as_far_as_the_cache_reaches(
     assert warm.final is not None and warm.final.asset.digest == deliverable
     results = [*warm.segments[0], *warm.segments[1], warm.final]
     assert all(r is not None and r.run.cache_hit and r.run.device_seconds == 0 for r in results)
-    assert len(RecordStore(resources.store).run_reuses("warm")) == 7
+    assert len(run_reuses(resources.store, "warm")) == 7
 
     edited = _order({(1, "caption"): "another caption"})
     resources, production, context = _prepared(edited, store, "edited")
@@ -46,7 +46,7 @@ def test_reuse_pass_follows_each_chain_as_far_as_the_cache_reaches(
     found = [[result is not None for result in chain] for chain in partial.segments]
     assert found == [[True, True, True], [True, False, False]]
     assert partial.final is None
-    assert len(RecordStore(resources.store).run_reuses("edited")) == 4
+    assert len(run_reuses(resources.store, "edited")) == 4
 
 
 def test_a_failing_lookup_is_a_miss_and_writes_nothing(factory_home, monkeypatch, tmp_path):
@@ -65,5 +65,5 @@ def test_a_failing_lookup_is_a_miss_and_writes_nothing(factory_home, monkeypatch
     flaky = dataclasses.replace(resources, store=RenderEntriesUnreachable(tmp_path / "store"))
     context = RunContext(order_id=order.id, flow_run_id="flaky")
     assert reuse_cached_stages(order, flaky, production, context).hits == 0
-    assert RecordStore(flaky.store).run_reuses("flaky") == []
+    assert run_reuses(flaky.store, "flaky") == []
     assert list_event_keys(flaky.store, "flaky") == []
