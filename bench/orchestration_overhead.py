@@ -27,7 +27,7 @@ from factory.orders import Order, load_order
 from factory.settings import Settings
 from media.pipelines import device_class
 from tasks.chain import FINAL, SEGMENT_CHAIN
-from tasks.prepare import prepare
+from tasks.prepare import check_order, prepare
 from tasks.provenance import RunContext
 from tasks.resources import open_resources
 from tasks.runner import run_stage
@@ -38,8 +38,10 @@ EXAMPLES = Path(__file__).parent.parent / "examples"
 def plain(order: Order, store: str) -> str:
     """The order's chain through the stage runner, without Prefect; the deliverable's digest."""
     context = RunContext(order_id=order.id, flow_run_id=f"plain-{uuid.uuid4().hex}")
-    resources = open_resources(Settings(), device_class(), store)
-    production = prepare(order, resources, context)
+    settings = Settings()
+    resources = open_resources(settings, device_class(), store)
+    models = check_order(order, resources.registry, settings.models_dir)
+    production = prepare(order, resources, models, context)
     encoded = []
     for index in range(len(order.segments)):
         upstream: list = []

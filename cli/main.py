@@ -80,11 +80,12 @@ def run(
     _quiet_libraries(verbose)
     from media.pipelines import default_task_workers, device_class
     from tasks.prepare import check_order
-    from tasks.resources import open_resources
+    from tasks.resources import load_models, open_resources
 
     settings = Settings()
-    resources = open_resources(settings, device_class(), store, registry)
-    check_order(order, resources)
+    models = load_models(settings, registry)
+    check_order(order, models, settings.models_dir)
+    resources = open_resources(settings, device_class(), store, models)
     if resources.identity_created:
         console.print(
             f"created the factory's signing keys in {settings.keys_dir} "

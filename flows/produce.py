@@ -15,9 +15,9 @@ from media.pipelines import device_class
 from storage.cache import CacheMode
 from tasks.chain import FINAL, SEGMENT_CHAIN
 from tasks.floor import close_floor_books
-from tasks.prepare import prepare
+from tasks.prepare import check_order, prepare
 from tasks.provenance import RunContext
-from tasks.resources import open_resources
+from tasks.resources import load_models, open_resources
 from tasks.reuse import Reused, reuse_task
 from tasks.stage_tasks import STAGE_TASKS
 
@@ -63,9 +63,13 @@ def produce(
     `registry`: a model registry (TOML) merged over the built-in one.
     """
     started = datetime.now(UTC)
-    resources = open_resources(Settings(), device_class(), store, registry)
+    settings = Settings()
+    models = load_models(settings, registry)
+    # Refused before anything is written: no key, asset or record for a bad order.
+    checked = check_order(order, models, settings.models_dir)
+    resources = open_resources(settings, device_class(), store, models)
     context = RunContext(order_id=order.id, flow_run_id=str(flow_run.id))
-    production = prepare(order, resources, context)
+    production = prepare(order, resources, checked, context)
     reused = (
         reuse_task(order, resources, production, context)
         if cache == "use"

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict
 from factory.assets import Recorded
 from factory.errors import BadInput
 from factory.orders import Order
-from factory.registry import ResolvedModel
+from factory.registry import Registry, ResolvedModel
 from media.weights import resolve_model
 from tasks.provenance import RunContext, ingest_input
 from tasks.resources import Resources
@@ -49,22 +49,21 @@ def _images(order: Order) -> dict[str, tuple[bytes, str]]:
     }
 
 
-def check_order(order: Order, resources: Resources) -> dict[str, ResolvedModel]:
+def check_order(order: Order, registry: Registry, models_dir: Path) -> dict[str, ResolvedModel]:
     """Refuse an order that cannot be produced, before anything is written or started.
 
-    Returns the order's models with their weights found and fingerprinted.
+    Returns the order's models with their weights found and fingerprinted; nothing is
+    written but the fingerprint cache beside the models.
     """
-    entries = {
-        name: resources.registry.get(name) for name in sorted({s.model for s in order.segments})
-    }
+    entries = {name: registry.get(name) for name in sorted({s.model for s in order.segments})}
     _images(order)
-    models_dir = resources.settings.models_dir
     return {name: resolve_model(entry, models_dir) for name, entry in entries.items()}
 
 
-def prepare(order: Order, resources: Resources, context: RunContext) -> Production:
-    """Check the order, then ingest its input images with their records."""
-    models = check_order(order, resources)
+def prepare(
+    order: Order, resources: Resources, models: dict[str, ResolvedModel], context: RunContext
+) -> Production:
+    """The production of a checked order: its models, and its input images ingested."""
     inputs = {
         role: ingest_input(resources, data, media_type, role, context)
         for role, (data, media_type) in _images(order).items()

@@ -48,11 +48,17 @@ class Resources:
         return self.settings.warehouse
 
 
+def load_models(settings: Settings, registry: Path | str | None = None) -> Registry:
+    """The model registry: the built-in one with ``registry`` (or the settings' own) over it."""
+    extra = registry if registry is not None else settings.registry
+    return load_registry(Path(extra) if extra is not None else None)
+
+
 def open_resources(
     settings: Settings,
     device_class: str,
     store: str | None = None,
-    registry: Path | str | None = None,
+    registry: Registry | None = None,
 ) -> Resources:
     """Open the store (checked writable), make sure the signing identity exists, load it.
 
@@ -61,8 +67,7 @@ def open_resources(
     """
     opened = open_store(store or settings.store_spec)
     opened.check_writable()
-    extra = registry if registry is not None else settings.registry
-    models = load_registry(Path(extra) if extra is not None else None)
+    models = registry or load_models(settings)
     _, created = keys.init(settings.keys_dir)
     keys.publish_public_keys(settings.keys_dir, opened)
     return Resources(

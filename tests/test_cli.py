@@ -2,9 +2,12 @@
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+import typer
 import yaml
+from typer.core import TyperGroup, TyperOption
 
 from cli import main as cli
 
@@ -154,8 +157,27 @@ def test_models_lists_the_registry(env, monkeypatch, capsys):
         assert fragment in text
 
 
+def _commands(group: TyperGroup, path: list[str]) -> list[tuple[list[str], Any]]:
+    found: list[tuple[list[str], Any]] = [(path, group)]
+    for name, command in group.commands.items():
+        if isinstance(command, TyperGroup):
+            found += _commands(command, [*path, name])
+        else:
+            found.append(([*path, name], command))
+    return found
+
+
 def test_help_explains_every_command(env, monkeypatch, capsys):
-    for command in ([], ["run"], ["models"]):
-        code, text = run_cli(monkeypatch, capsys, *command, "--help")
-        assert code == 0
-        assert "Usage" in text
+    commands = _commands(typer.main.get_command(cli.app), [])
+    # run, verify, lineage, models; cache stats, gc; floor ingest, report, export; keys init,
+    # rotate, list
+    assert len([path for path, command in commands if not isinstance(command, TyperGroup)]) >= 12
+    for path, command in commands:
+        code, text = run_cli(monkeypatch, capsys, *path, "--help")
+        assert code == 0, path
+        summary = " ".join((command.help or "").split(".")[0].split())
+        assert summary, f"`factory {' '.join(path)}` has no help text"
+        assert summary in text, path
+        for parameter in command.params:
+            if isinstance(parameter, TyperOption) and parameter.help:
+                assert parameter.opts[0] in text, (path, parameter.opts)

@@ -9,6 +9,7 @@ import av
 import numpy as np
 import pytest
 
+from factory.assets import sha256_hex
 from factory.errors import StoreUnavailable
 from factory.orders import load_order
 from flows.produce import produce
@@ -17,6 +18,7 @@ from storage.assets import get_asset
 from storage.local import LocalStore
 from storage.open import open_store
 from tasks import progress
+from tests.run_index import run_records
 from tests.s3server import free_ports, running_seaweedfs
 from tests.task_runs import task_runs as read_task_runs
 
@@ -63,18 +65,18 @@ def test_tiny_order_becomes_an_h264_deliverable(flow_env, tmp_path):
     assert all(run.device_seconds <= run.wall_seconds for run in delivery.runs)
     assert {run.device_class for run in delivery.runs} == {"cpu"}
 
-    # 2 renders + 2 composites + 2 encodes + the deliverable + the logo, each with one
-    # lineage record and one run-index entry; plus the published public key and C2PA root,
-    # one cache entry and one floor event per stage run, and the worker's availability.
-    keys = list(LocalStore(tmp_path / "store").list(""))
-    assert len([key for key in keys if key.startswith("assets/sha256/")]) == 8
-    assert len([key for key in keys if key.startswith("lineage/records/")]) == 8
-    assert len([key for key in keys if key.startswith("lineage/runs/")]) == 8
-    assert len([key for key in keys if key.startswith("keys/")]) == 2
-    assert len([key for key in keys if key.startswith("cache/entries/")]) == 7
-    assert len([key for key in keys if key.startswith("floor/events/")]) == 7
-    assert len([key for key in keys if key.startswith("floor/availability/")]) == 1
-    assert len(keys) == 41
+    # Every stored asset (the stage outputs and the logo) has its own lineage record, the
+    # run indexes each record, every stage run left a cache entry and a floor event, and
+    # nothing was stored twice.
+    store = LocalStore(tmp_path / "store")
+    logo_digest = sha256_hex(Path(order.composite.logo).read_bytes())
+    assets = {key.rsplit("/", 1)[1] for key in store.list("assets/sha256/")}
+    assert assets == {run.output_digest for run in delivery.runs} | {logo_digest}
+    recorded = {key.rsplit("/", 1)[1].removesuffix(".dsse.json") for key in store.list("lineage/")}
+    assert assets <= recorded
+    assert {asset for asset, _ in run_records(store, delivery.flow_run_id)} == assets
+    assert len(list(store.list("cache/entries/"))) == len(delivery.runs)
+    assert len(list(store.list("floor/events/"))) == len(delivery.runs)
 
     task_runs = read_task_runs(state.state_details.flow_run_id)
     names = sorted(run.name for run in task_runs)

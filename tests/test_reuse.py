@@ -8,7 +8,7 @@ from factory.orders import Order
 from factory.settings import Settings
 from storage.floor_events import list_event_keys
 from storage.local import LocalStore
-from tasks.prepare import Production, prepare
+from tasks.prepare import Production, check_order, prepare
 from tasks.provenance import RunContext
 from tasks.resources import Resources, open_resources
 from tasks.reuse import reuse_cached_stages
@@ -18,8 +18,10 @@ from tests.test_cache import _order
 
 def _prepared(order: Order, store: str, run: str) -> tuple[Resources, Production, RunContext]:
     context = RunContext(order_id=order.id, flow_run_id=run)
-    resources = open_resources(Settings(), "cpu", store)
-    return resources, prepare(order, resources, context), context
+    settings = Settings()
+    resources = open_resources(settings, "cpu", store)
+    models = check_order(order, resources.registry, settings.models_dir)
+    return resources, prepare(order, resources, models, context), context
 
 
 def test_reuse_pass_follows_each_chain_as_far_as_the_cache_reaches(
