@@ -387,14 +387,15 @@ def test_record_is_written_before_its_index_entry(tmp_path, signer):
 
 @pytest.mark.s3
 def test_record_store_on_s3(s3_env, signer, public_keys):
-    records = RecordStore(S3Store(s3_env.make_bucket()))
+    bucket = S3Store(s3_env.make_bucket())
+    records = RecordStore(bucket)
     record = make_record(signer)
     envelope = sign_record(record, signer)
     digest = records.write(envelope, record.asset.digest, "run-1")
     assert records.write(envelope, record.asset.digest, "run-1") == digest
     assert records.exists(record.asset.digest)
     assert verify_record(records.read(record.asset.digest), public_keys) == record
-    assert run_records(local, "run-1") == [(record.asset.digest, digest)]
+    assert run_records(bucket, "run-1") == [(record.asset.digest, digest)]
     rival = sign_record(make_record(signer, task_run_id="task-2"), signer)
     with pytest.raises(WriteConflict, match=record_key(record.asset.digest)):
         records.write(rival, record.asset.digest, "run-1")
