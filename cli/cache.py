@@ -8,10 +8,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cli.common import StoreOption, open_store_option
+from cli.common import StoreOption, open_store_option, trusted_keys
 from factory.errors import BadInput
 from factory.settings import Settings
 from storage.objectstore import ObjectStore
+from storage.trust import TrustedKeys
 
 cache_app = typer.Typer(no_args_is_help=True, help="Inspect and garbage-collect the segment cache")
 out = Console()
@@ -27,8 +28,11 @@ def parse_age(text: str) -> timedelta:
     return timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
 
 
-def _store(spec: str | None) -> ObjectStore:
-    return open_store_option(spec, Settings())
+def _store(spec: str | None) -> tuple[ObjectStore, TrustedKeys]:
+    # The cache is the factory's own: its records are judged against this factory's root.
+    settings = Settings()
+    opened = open_store_option(spec, settings)
+    return opened, trusted_keys(opened, None, settings)
 
 
 @cache_app.command()
@@ -36,7 +40,7 @@ def stats(store: StoreOption = None) -> None:
     """Entries, bytes, hit rate and device-seconds saved, per stage."""
     from storage.cache_maintenance import cache_stats
 
-    result = cache_stats(_store(store))
+    result = cache_stats(*_store(store))
     table = Table(title=f"Segment cache (hit rate {result.hit_rate:.1%})")
     for column in ("stage", "entries", "MB", "computed", "reused", "device-s saved"):
         table.add_column(column, justify="right" if column != "stage" else "left")
@@ -63,7 +67,7 @@ def gc(
     """Drop old cache entries and the assets only they kept; delivered lineage is never removed."""
     from storage.cache_maintenance import collect_garbage
 
-    result = collect_garbage(_store(store), parse_age(older_than), dry_run=dry_run)
+    result = collect_garbage(*_store(store), parse_age(older_than), dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"
     out.print(
         f"{verb} {result.entries_removed} entries and {result.assets_removed} assets "

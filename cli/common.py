@@ -1,4 +1,5 @@
-"""What every `factory` command shares: the --store and --registry options, opening the store."""
+"""What every `factory` command shares: the --store, --registry and --trust options, opening
+the store and the keys a verifier trusts."""
 
 from pathlib import Path
 from typing import Annotated
@@ -8,6 +9,7 @@ import typer
 from factory.settings import Settings
 from storage.objectstore import ObjectStore
 from storage.open import open_store
+from storage.trust import TrustedKeys, load_trusted_keys, resolve_anchor
 
 StoreOption = Annotated[
     str | None,
@@ -27,6 +29,24 @@ RegistryOption = Annotated[
         show_default=False,
     ),
 ]
+
+TrustOption = Annotated[
+    str | None,
+    typer.Option(
+        "--trust",
+        help="The factory root to trust: its fingerprint (sha256:…) or its trust file (the "
+        "root's public key PEM), as `factory keys trust` prints them on the factory. Only keys "
+        "that root certified count; keys merely present in the store do not. Default: "
+        "FACTORY_TRUST, else this machine's own factory root.",
+        show_default=False,
+    ),
+]
+
+
+def trusted_keys(store: ObjectStore, trust: str | None, settings: Settings) -> TrustedKeys:
+    """The keys that the root named by --trust (or the settings, or the local factory)
+    certified in ``store``."""
+    return load_trusted_keys(store, resolve_anchor(trust or settings.trust, settings.keys_dir))
 
 
 def open_store_option(spec: str | None, settings: Settings) -> ObjectStore:

@@ -10,7 +10,13 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from cli.common import RegistryOption, StoreOption, open_store_option
+from cli.common import (
+    RegistryOption,
+    StoreOption,
+    TrustOption,
+    open_store_option,
+    trusted_keys,
+)
 from factory.errors import BadInput, FactoryError
 from factory.settings import Settings
 
@@ -162,18 +168,23 @@ def verify(
         str, typer.Argument(metavar="FILE_OR_DIGEST", help="An MP4 file, or sha256:DIGEST")
     ],
     store: StoreOption = None,
+    trust: TrustOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
 ) -> None:
-    """Verify an asset's C2PA manifest and its whole signed lineage, from the store alone.
+    """Verify an asset's C2PA manifest and its whole signed lineage against the root you trust.
 
-    Checks the manifest (Trusted against the factory root, every ingredient walked), every
-    ancestor's lineage record signature, every hash link between records, and every stored
-    asset's bytes. Exit 0 only when everything verifies.
+    Only keys and C2PA certificates that the trusted factory root certified count; keys
+    merely present in the store do not. Checks the manifest (Trusted, every ingredient
+    walked), every ancestor's lineage record signature, every hash link between records,
+    every stored asset's bytes, and that each manifest names the parent records walked.
+    Exit 0 only when everything verifies.
     """
     from storage.verification import verify as verify_asset
 
-    store_obj, digest, data = _resolve_target(target, store, Settings())
-    report = verify_asset(store_obj, digest=digest, data=data)
+    settings = Settings()
+    store_obj, digest, data = _resolve_target(target, store, settings)
+    trusted = trusted_keys(store_obj, trust, settings)
+    report = verify_asset(store_obj, trusted, digest=digest, data=data)
     if as_json:
         out.print_json(report.model_dump_json())
     else:
@@ -192,6 +203,7 @@ def verify(
             out.print(Text.assemble(("  problem: ", "red"), problem))
         verdict = ("VERIFIED", "bold green") if report.verified else ("NOT VERIFIED", "bold red")
         out.print(Text.assemble(verdict, f"  sha256:{report.digest}"))
+        out.print(f"trusted root sha256:{report.trusted_root}", style="dim", soft_wrap=True)
     if not report.verified:
         raise typer.Exit(1)
 
@@ -215,16 +227,23 @@ def _ancestry_fast_path(digest: str, settings: Settings):
 def lineage(
     target: Annotated[str, typer.Argument(metavar="DIGEST", help="sha256:DIGEST or an MP4 file")],
     store: StoreOption = None,
+    trust: TrustOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the ancestry as JSON")] = False,
 ) -> None:
-    """Show an asset's ancestry down to its renders, with models, training data and royalties."""
+    """Show an asset's ancestry down to its renders, with models, training data and royalties.
+
+    Every record is verified against the trusted factory root first (see `factory verify`).
+    """
     from factory.assets import sha256_hex
     from storage.ancestry import ancestry
 
     settings = Settings()
     store_obj, digest, data = _resolve_target(target, store, settings)
     digest = digest or sha256_hex(data)
-    result = _ancestry_fast_path(digest, settings) or ancestry(store_obj, digest)
+    # The warehouse was filled by this factory, judged by its own root: it answers only
+    # when that is the root asked for.
+    fast = _ancestry_fast_path(digest, settings) if not (trust or settings.trust) else None
+    result = fast or ancestry(store_obj, trusted_keys(store_obj, trust, settings), digest)
     if as_json:
         out.print_json(result.model_dump_json())
         return

@@ -125,6 +125,14 @@ class _Statement(BaseModel):
     predicate: LineageRecord
 
 
+class UnknownSigner(IntegrityError):
+    """An envelope signed only by keys the verifier was not given."""
+
+    def __init__(self, message: str, key_ids: list[str]) -> None:
+        super().__init__(message)
+        self.key_ids = key_ids
+
+
 def statement(record: LineageRecord) -> dict[str, Any]:
     """The in-toto Statement v1 around a record, as plain JSON values."""
     return {
@@ -212,10 +220,10 @@ def _verify_signature(envelope: Envelope, public_keys: Mapping[str, Ed25519Publi
         if keyid in public_keys
     ]
     if not known:
-        raise IntegrityError(
+        raise UnknownSigner(
             f"lineage record is signed by unknown key id(s) {', '.join(envelope.signatures)}; "
-            "the store publishes "
-            f"{', '.join(sorted(public_keys)) or 'no keys'} (publish with `factory keys init`)"
+            f"the trusted keys are {', '.join(sorted(public_keys)) or 'none'}",
+            list(envelope.signatures),
         )
     try:
         accepted = envelope.verify(known, 1)

@@ -26,6 +26,11 @@ class Settings(BaseSettings):
         le=64,
         description="Threads that run tasks concurrently; default 1 on CPU-only hosts, 4 with CUDA",
     )
+    trust: str | None = Field(
+        default=None,
+        description="The root verifiers trust: its fingerprint or trust file; default the "
+        "local factory's own root",
+    )
     registry: Path | None = Field(
         default=None, description="Extra model registry (TOML) merged over the built-in one"
     )

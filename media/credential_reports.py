@@ -26,6 +26,8 @@ class IngredientReport(BaseModel):
     has_manifest: bool
     failures: list[str]
     ingredients: list["IngredientReport"]
+    # The factory's own assertion in the ingredient's manifest, when asked for.
+    assertion: dict[str, Any] | None = None
 
 
 class CredentialReport(BaseModel):
@@ -69,7 +71,7 @@ def read_credentials(
         delta["ingredientAssertionURI"]: _failures(delta.get("validationDeltas", {}))
         for delta in results.get("ingredientDeltas", [])
     }
-    ingredients = _ingredients(store["manifests"], label, deltas, {label})
+    ingredients = _ingredients(store["manifests"], label, deltas, {label}, exact)
     # A delta the walk did not place still has to surface somewhere.
     unplaced = [f"{uri}: {failure}" for uri, failures in deltas.items() for failure in failures]
     active = store["manifests"][label]
@@ -89,7 +91,11 @@ def verify_credentials(data: bytes, trust_anchors: Sequence[bytes]) -> list[str]
     Passes only when the manifest reads Trusted and no ingredient, at any depth, recorded a
     failure when it was added.
     """
-    report = read_credentials(data, trust_anchors, with_assertion=False)
+    return credential_problems(read_credentials(data, trust_anchors, with_assertion=False))
+
+
+def credential_problems(report: CredentialReport) -> list[str]:
+    """Every reason in ``report`` not to trust the credentials; empty when there is none."""
     reasons = list(report.failures)
     for ingredient in report.ingredients:
         reasons.extend(_ingredient_reasons(ingredient, f"ingredient {ingredient.title!r}"))
@@ -124,7 +130,11 @@ def _provenance(exact: Mapping[str, Any], label: str) -> dict[str, Any] | None:
 
 
 def _ingredients(
-    manifests: Mapping[str, Any], label: str, deltas: dict[str, list[str]], seen: set[str]
+    manifests: Mapping[str, Any],
+    label: str,
+    deltas: dict[str, list[str]],
+    seen: set[str],
+    exact: Mapping[str, Any] | None,
 ) -> list[IngredientReport]:
     """The ingredients of manifest ``label``, each with what was recorded when it was added
     and what reading found now; ``deltas`` loses the entries placed here."""
@@ -141,9 +151,10 @@ def _ingredients(
                 relationship=ingredient.get("relationship", ""),
                 has_manifest=nested is not None,
                 failures=_failures(recorded) + deltas.pop(uri, []),
-                ingredients=_ingredients(manifests, nested, deltas, seen | {nested})
+                ingredients=_ingredients(manifests, nested, deltas, seen | {nested}, exact)
                 if walk
                 else [],
+                assertion=_provenance(exact, nested) if exact is not None and walk else None,
             )
         )
     return reports

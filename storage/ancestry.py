@@ -12,6 +12,7 @@ from factory.errors import IntegrityError
 from factory.lineage import LineageRecord, ModelInfo
 from storage.lineage_reader import LineageNode, LineageReader
 from storage.objectstore import ObjectStore
+from storage.trust import TrustedKeys
 
 
 class AncestryNode(BaseModel):
@@ -37,9 +38,9 @@ class Ancestry(BaseModel):
     royalties: list[RoyaltyLine]
 
 
-def ancestry(store: ObjectStore, digest: str) -> Ancestry:
+def ancestry(store: ObjectStore, trusted: TrustedKeys, digest: str) -> Ancestry:
     """Read and verify the records of ``digest`` and every ancestor; summarise models and pay."""
-    graph = LineageReader.of(store).walk(digest)
+    graph = LineageReader(store, trusted).walk(digest)
     broken = next((node for node in graph.seen.values() if node.problems), None)
     if broken is not None:
         raise IntegrityError(

@@ -11,6 +11,7 @@ from storage.assets import asset_key
 from storage.cache import SegmentCache
 from storage.lineage_reader import LineageReader
 from storage.objectstore import ObjectStore
+from storage.trust import TrustedKeys
 
 
 class StageStats(BaseModel):
@@ -39,9 +40,9 @@ class GcResult(BaseModel):
     assets_kept_for_deliverables: int
 
 
-def cache_stats(store: ObjectStore) -> CacheStats:
+def cache_stats(store: ObjectStore, trusted: TrustedKeys) -> CacheStats:
     """Entries and bytes per stage, computed vs reused runs, device-seconds saved by reuse."""
-    reader = LineageReader.of(store)
+    reader = LineageReader(store, trusted)
     produced = reader.producing_records()
     computed = Counter(record.stage.name for record in produced.values())
     reused: Counter[str] = Counter()
@@ -68,9 +69,9 @@ def cache_stats(store: ObjectStore) -> CacheStats:
     return CacheStats(stages=stages)
 
 
-def delivered_ancestry(store: ObjectStore) -> set[str]:
+def delivered_ancestry(store: ObjectStore, trusted: TrustedKeys) -> set[str]:
     """Every asset digest in the lineage of a delivered output (an assembled deliverable)."""
-    produced = LineageReader.of(store).producing_records()
+    produced = LineageReader(store, trusted).producing_records()
     protected: set[str] = set()
     pending = [digest for digest, rec in produced.items() if rec.stage.name == "assemble"]
     while pending:
@@ -85,7 +86,7 @@ def delivered_ancestry(store: ObjectStore) -> set[str]:
 
 
 def collect_garbage(
-    store: ObjectStore, older_than: timedelta, *, dry_run: bool = False
+    store: ObjectStore, trusted: TrustedKeys, older_than: timedelta, *, dry_run: bool = False
 ) -> GcResult:
     """Drop cache entries older than ``older_than`` and the assets only they kept alive.
 
@@ -93,7 +94,7 @@ def collect_garbage(
     records are never removed: provenance outlives the cache.
     """
     cutoff = datetime.now(UTC) - older_than
-    protected = delivered_ancestry(store)
+    protected = delivered_ancestry(store, trusted)
     cache = SegmentCache(store)
     removed = assets = freed = kept = 0
     for entry in list(cache.entries()):

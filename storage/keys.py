@@ -2,23 +2,27 @@
 
 Private material lives only in ``keys_dir`` (default ``$FACTORY_HOME/keys``, mode 0700)::
 
+    root.key               the factory root: Ed25519, signs only key statements (mode 0600)
+    statements/            the root's signed statements: which keys it certified or retired
     lineage-<key_id>.key   Ed25519 private key, PKCS#8 PEM, mode 0600 (one per key ever made)
     active                 the key id that signs new records
-    c2pa-root.pem          the C2PA root certificate (the trust anchor verifiers pin)
+    c2pa-root.pem          the C2PA root certificate (certified by the factory root)
     c2pa-leaf.pem          the C2PA signing certificate chain, as the chain maker gives it
     c2pa-leaf.key          the C2PA leaf's private key, mode 0600
     c2pa-alg               the C2PA signing algorithm the chain was made for (es256)
 
 A key id is the SHA-256 (hex) of the raw 32-byte Ed25519 public key, so anyone can
-recompute it from the public key alone. Public halves are published to the object
-store, write-once, under ``keys/lineage/<key_id>.pem`` and
-``keys/c2pa/root-<sha256 of the PEM>.pem``: a verifier needs nothing but the store.
-Rotation makes a new key active and keeps the old ones (published and on disk), so
-records signed before still verify; an inactive key never signs again.
+recompute it from the public key alone; the root's fingerprint is its key id. Public
+halves are published to the object store, write-once: ``keys/root/<fingerprint>.pem``,
+``keys/statements/<fingerprint>/<statement>``, ``keys/lineage/<key_id>.pem`` and
+``keys/c2pa/root-<sha256 of the PEM>.pem``. The store is a convenience, not the
+authority: a verifier believes a key only because a root statement certifies it (see
+``storage.trust``). Rotation makes a new key active, certifies it and retires the old
+one by statement; the old keys stay (published and on disk), so records signed before
+still verify, and a retired key never signs again.
 """
 
 import contextlib
-import hashlib
 import os
 import re
 import uuid
@@ -37,11 +41,22 @@ from cryptography.hazmat.primitives.serialization import (
 from securesystemslib.signer import CryptoSigner, SSlibKey
 
 from factory.errors import FactoryError, IntegrityError
+from factory.key_statements import (
+    KeyStatement,
+    c2pa_root_id,
+    fingerprint,
+    make_statement,
+    sign_statement,
+)
 from media.certificates import CertificateChain, make_certificate_chain
 from storage.objectstore import ObjectStore, write_once
 
 LINEAGE_PREFIX = "keys/lineage/"
 C2PA_PREFIX = "keys/c2pa/"
+ROOT_PREFIX = "keys/root/"
+STATEMENTS_PREFIX = "keys/statements/"
+ROOT_KEY = "root.key"
+STATEMENTS = "statements"
 C2PA_ROOT = "c2pa-root.pem"
 C2PA_LEAF = "c2pa-leaf.pem"
 C2PA_LEAF_KEY = "c2pa-leaf.key"
@@ -79,9 +94,7 @@ class LineageSigner(CryptoSigner):
         return f"LineageSigner(key_id={self.key_id!r})"
 
 
-def key_id(public_key: Ed25519PublicKey) -> str:
-    """SHA-256 hex of the raw 32-byte public key."""
-    return hashlib.sha256(public_key.public_bytes(Encoding.Raw, PublicFormat.Raw)).hexdigest()
+key_id = fingerprint
 
 
 def public_pem(public_key: Ed25519PublicKey) -> bytes:
@@ -89,30 +102,65 @@ def public_pem(public_key: Ed25519PublicKey) -> bytes:
 
 
 def init(keys_dir: Path, common_name: str = DEFAULT_COMMON_NAME) -> tuple[str, bool]:
-    """Create the lineage key and the C2PA chain where absent; (active key id, created a key)."""
+    """Create the root, the lineage key and the C2PA chain where absent, and have the root
+    certify them; (active key id, created a key).
+
+    A keys directory made before the root existed gets one here, which certifies the keys
+    already there, so what they signed verifies against the new root.
+    """
     keys_dir = _prepare_dir(keys_dir)
     if not (keys_dir / C2PA_ROOT).exists():
         _create_c2pa_chain(keys_dir, common_name)
     current = _read_active(keys_dir)
     if current is not None:
         _load_private(keys_dir, current)
+        _certify_all(keys_dir)
         return current, False
     new_id = _create_key(keys_dir)
     # Linking "active" is write-once: of two concurrent inits, exactly one key wins.
     if _write_private(keys_dir / _ACTIVE, f"{new_id}\n".encode(), replace=False):
+        _certify_all(keys_dir)
         return new_id, True
     (keys_dir / f"lineage-{new_id}.key").unlink()
     winner = _read_active(keys_dir)
     assert winner is not None, "the active file exists: linking it just failed"
+    _certify_all(keys_dir)
     return winner, False
 
 
 def rotate(keys_dir: Path) -> str:
-    """Make a new key active; older keys stay on disk for publishing but never sign again."""
+    """Make a new key active, certified; the old ones are retired by statement, never sign
+    again, and stay on disk for publishing so what they signed still verifies."""
     keys_dir = _prepare_dir(keys_dir)
     new_id = _create_key(keys_dir)
+    # Certified before it becomes active: no record is ever signed by an uncertified key.
+    _certify_all(keys_dir, active=new_id)
     _write_private(keys_dir / _ACTIVE, f"{new_id}\n".encode(), replace=True)
     return new_id
+
+
+def root_fingerprint(keys_dir: Path) -> str | None:
+    """The fingerprint of the factory root in ``keys_dir``, or None before `init`."""
+    root = _load_root(keys_dir)
+    return fingerprint(root.public_key()) if root is not None else None
+
+
+def root_public_pem(keys_dir: Path) -> bytes | None:
+    """The factory root's public key (the trust file verifiers pin), or None before `init`."""
+    root = _load_root(keys_dir)
+    return public_pem(root.public_key()) if root is not None else None
+
+
+def local_statements(keys_dir: Path) -> list[tuple[str, bytes]]:
+    """(file name, signed envelope) of every statement the root made here."""
+    folder = keys_dir / STATEMENTS
+    if not folder.is_dir():
+        return []
+    return sorted(
+        (path.name, path.read_bytes())
+        for path in folder.iterdir()
+        if path.name.endswith(".dsse.json")
+    )
 
 
 def active_key_id(keys_dir: Path) -> str | None:
@@ -156,16 +204,23 @@ def load_c2pa_chain(keys_dir: Path) -> CertificateChain:
 
 
 def publish_public_keys(keys_dir: Path, store: ObjectStore) -> list[str]:
-    """Publish every local public key (and the C2PA root) write-once; the lineage key ids."""
+    """Publish the root, its statements and every local public key (and the C2PA root)
+    write-once; the lineage key ids."""
+    root = root_public_pem(keys_dir)
+    if root is not None:
+        root_id = root_fingerprint(keys_dir)
+        _put_once(store, f"{ROOT_PREFIX}{root_id}.pem", root)
+        for name, envelope in local_statements(keys_dir):
+            _put_once(store, f"{STATEMENTS_PREFIX}{root_id}/{name}", envelope)
     published = []
     for each in local_key_ids(keys_dir):
         pem = public_pem(_load_private(keys_dir, each).public_key())
         _put_once(store, f"{LINEAGE_PREFIX}{each}.pem", pem)
         published.append(each)
-    root = keys_dir / C2PA_ROOT
-    if root.exists():
-        pem = root.read_bytes()
-        _put_once(store, f"{C2PA_PREFIX}root-{hashlib.sha256(pem).hexdigest()}.pem", pem)
+    c2pa_root = keys_dir / C2PA_ROOT
+    if c2pa_root.exists():
+        pem = c2pa_root.read_bytes()
+        _put_once(store, f"{C2PA_PREFIX}root-{c2pa_root_id(pem)}.pem", pem)
     return published
 
 
@@ -200,7 +255,7 @@ def load_c2pa_roots(store: ObjectStore) -> list[bytes]:
         if match is None:
             continue
         pem = store.get(key)
-        if hashlib.sha256(pem).hexdigest() != match.group(1):
+        if c2pa_root_id(pem) != match.group(1):
             raise IntegrityError(
                 f"{store.uri(key)} does not hash to the digest in its name: the published "
                 "C2PA root was altered; restore it from the factory's keys."
@@ -214,6 +269,51 @@ def _prepare_dir(keys_dir: Path) -> Path:
     # mkdir's mode is filtered by the umask and ignored for an existing directory.
     os.chmod(keys_dir, 0o700)
     return keys_dir
+
+
+def _load_root(keys_dir: Path) -> Ed25519PrivateKey | None:
+    path = keys_dir / ROOT_KEY
+    if not path.exists():
+        return None
+    return _parse_private(path, path.read_bytes())
+
+
+def _ensure_root(keys_dir: Path) -> LineageSigner:
+    """The root's signer, made on first use; of two concurrent makers, one root wins."""
+    root = _load_root(keys_dir)
+    if root is None:
+        pem = Ed25519PrivateKey.generate().private_bytes(
+            Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()
+        )
+        _write_private(keys_dir / ROOT_KEY, pem, replace=False)
+        root = _load_root(keys_dir)
+        assert root is not None, "root.key exists: it was just linked"
+    return LineageSigner(root)
+
+
+def _certify_all(keys_dir: Path, active: str | None = None) -> None:
+    """Have the root certify every local key and the C2PA root, and retire inactive keys.
+
+    Each statement is made once and kept, so every store it is published to gets the
+    same bytes.
+    """
+    active = active or _read_active(keys_dir)
+    wanted: list[KeyStatement] = []
+    root = _ensure_root(keys_dir)
+    for each in local_key_ids(keys_dir):
+        pem = public_pem(_load_private(keys_dir, each).public_key())
+        wanted.append(make_statement("certify", "lineage", each, root.key_id, pem))
+        if each != active:
+            wanted.append(make_statement("retire", "lineage", each, root.key_id))
+    c2pa_root = keys_dir / C2PA_ROOT
+    if c2pa_root.exists():
+        pem = c2pa_root.read_bytes()
+        wanted.append(make_statement("certify", "c2pa-root", c2pa_root_id(pem), root.key_id, pem))
+    folder = keys_dir / STATEMENTS
+    folder.mkdir(mode=0o700, exist_ok=True)
+    for statement in wanted:
+        if not (folder / statement.name).exists():
+            _write_private(folder / statement.name, sign_statement(statement, root), replace=False)
 
 
 def _create_key(keys_dir: Path) -> str:
@@ -278,14 +378,19 @@ def _load_private(keys_dir: Path, wanted: str) -> Ed25519PrivateKey:
             f"The lineage key {wanted} is missing from {keys_dir}: restore {path.name} from a "
             "backup, or run `factory keys rotate` to sign with a new key."
         ) from None
+    private = _parse_private(path, data)
+    if key_id(private.public_key()) != wanted:
+        raise IntegrityError(f"{path} holds a different key than its name says.")
+    return private
+
+
+def _parse_private(path: Path, data: bytes) -> Ed25519PrivateKey:
     # Errors from parsing are replaced, never chained: they could quote the key's bytes.
     private = None
     with contextlib.suppress(ValueError, TypeError, UnsupportedAlgorithm):
         private = load_pem_private_key(data, password=None)
     if not isinstance(private, Ed25519PrivateKey):
         raise FactoryError(f"{path} is not an unencrypted Ed25519 private key in PEM.")
-    if key_id(private.public_key()) != wanted:
-        raise IntegrityError(f"{path} holds a different key than its name says.")
     return private
 
 

@@ -2,19 +2,18 @@
 
 `factory verify`, `factory lineage`, the cache's statistics and garbage collection,
 and the warehouse's ingest all read records through here, so none of them trusts a
-record whose signature does not verify against the keys it was given.
+record whose signature does not verify against a key the trusted root certified.
 """
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel, Field
 
 from factory.errors import IntegrityError, ObjectNotFound
-from factory.lineage import LineageRecord, record_digest, verify_record
-from storage.keys import load_public_keys
+from factory.lineage import LineageRecord, UnknownSigner, record_digest, verify_record
 from storage.lineage import RECORDS_PREFIX, REUSES_PREFIX, RecordStore
 from storage.objectstore import ObjectStore
+from storage.trust import TrustAnchor, TrustedKeys, load_trusted_keys
 
 _SUFFIX = ".dsse.json"
 
@@ -37,21 +36,24 @@ def _short(digest: str) -> str:
 
 
 class LineageReader:
-    """Reads and verifies the lineage records of one store against ``public_keys``."""
+    """Reads and verifies the lineage records of one store against the ``trusted`` keys."""
 
-    def __init__(self, store: ObjectStore, public_keys: Mapping[str, Ed25519PublicKey]) -> None:
+    def __init__(self, store: ObjectStore, trusted: TrustedKeys) -> None:
         self.store = store
         self.records = RecordStore(store)
-        self.public_keys = public_keys
+        self.trusted = trusted
 
     @classmethod
-    def of(cls, store: ObjectStore) -> "LineageReader":
-        """A reader that trusts the keys published in ``store``."""
-        return cls(store, load_public_keys(store))
+    def of(cls, store: ObjectStore, anchor: TrustAnchor) -> "LineageReader":
+        """A reader that trusts the keys ``anchor``'s root certified in ``store``."""
+        return cls(store, load_trusted_keys(store, anchor))
 
     def check(self, envelope: bytes, asset_digest: str | None = None) -> LineageRecord:
         """The record inside ``envelope`` once its signature verifies; IntegrityError if not."""
-        return verify_record(envelope, self.public_keys, expected_digest=asset_digest)
+        try:
+            return verify_record(envelope, self.trusted.lineage, expected_digest=asset_digest)
+        except UnknownSigner as error:
+            raise IntegrityError(self.trusted.why_untrusted(error.key_ids)) from None
 
     def read(self, asset_digest: str) -> LineageRecord:
         """The verified producing record of an asset (ObjectNotFound when there is none)."""

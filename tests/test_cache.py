@@ -24,6 +24,7 @@ from storage.local import LocalStore
 from storage.verification import verify
 from tests.run_index import run_records, run_reuses
 from tests.task_runs import task_runs
+from tests.trusted import local_trust
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
@@ -58,7 +59,7 @@ def test_warm_run_renders_nothing_and_writes_the_same_deliverable(flow_env, tmp_
     stored = LocalStore(tmp_path / "store")
     assert len(run_reuses(stored, warm.flow_run_id)) == len(warm.runs)
     assert run_records(stored, warm.flow_run_id) == []
-    assert verify(LocalStore(tmp_path / "store"), digest=warm.deliverable.digest).verified
+    assert verify(stored, local_trust(stored), digest=warm.deliverable.digest).verified
     # Every hit was resolved in one task run: no stage task ran at all.
     warm_task_runs = task_runs(warm_state.state_details.flow_run_id)
     assert [run.name.split("-")[0] for run in warm_task_runs] == ["reuse"]
@@ -145,7 +146,8 @@ def test_corrupted_cached_render_is_rerendered_and_reported(flow_env, tmp_path):
     redone = [run for run in second.runs if run.stage == "render" and not run.cache_hit]
     assert [run.segment_index for run in redone] == [0]
     assert "is corrupted" in redone[0].cache_note
-    assert verify(LocalStore(root), digest=second.deliverable.digest).verified
+    local = LocalStore(root)
+    assert verify(local, local_trust(local), digest=second.deliverable.digest).verified
     third = produce(_order(), str(root))
     assert all(run.cache_hit for run in third.runs)
 
@@ -264,7 +266,7 @@ def test_run_killed_half_way_then_rerun_completes_and_reuses(factory_home, tmp_p
     reused = [run for run in delivery["runs"] if run["stage"] == "encode" and run["cache_hit"]]
     assert len(reused) >= finished
     local = LocalStore(store)
-    assert verify(local, digest=delivery["deliverable"]["digest"]).verified
+    assert verify(local, local_trust(local), digest=delivery["deliverable"]["digest"]).verified
     # Every producing record is one asset's only record, and every cache entry points at
     # an asset whose record exists: nothing lost, nothing written twice.
     records = RecordStore(local)

@@ -23,6 +23,7 @@ from tasks.render import RENDER
 from tasks.resources import open_resources
 from tasks.runner import run_stage
 from tests.test_cache import _order
+from tests.trusted import local_trust
 
 
 @pytest.mark.slow
@@ -44,20 +45,20 @@ def test_stats_and_gc_keep_what_deliverables_reference(flow_env, tmp_path):
         "use",
     )
 
-    stats = {s.stage: s for s in cache_stats(store).stages}
+    stats = {s.stage: s for s in cache_stats(store, local_trust(store)).stages}
     assert (stats["render"].entries, stats["render"].computed, stats["render"].reused) == (3, 3, 2)
     assert stats["assemble"].reused == 1
     assert stats["render"].device_seconds_saved > 0
 
-    dry = collect_garbage(store, timedelta(0), dry_run=True)
+    dry = collect_garbage(store, local_trust(store), timedelta(0), dry_run=True)
     assert (dry.entries_removed, dry.assets_removed) == (8, 1)
     assert store.head(asset_key(orphan.asset.digest)) is not None
 
-    result = collect_garbage(store, timedelta(0))
+    result = collect_garbage(store, local_trust(store), timedelta(0))
     assert (result.entries_removed, result.assets_removed) == (8, 1)
     assert result.assets_kept_for_deliverables == 7
     assert store.head(asset_key(orphan.asset.digest)) is None
-    assert verify(store, digest=delivery.deliverable.digest).verified
+    assert verify(store, local_trust(store), digest=delivery.deliverable.digest).verified
 
 
 def test_gc_age_parsing():
@@ -105,7 +106,10 @@ def test_gc_and_stats_refuse_a_store_holding_a_record_the_keys_do_not_sign(tmp_p
         key_id=intruder.key_id,
     )
     RecordStore(store).write(sign_record(forged, intruder), fake, "forged-run")
-    for operation in (lambda: collect_garbage(store, timedelta(0)), lambda: cache_stats(store)):
+    for operation in (
+        lambda: collect_garbage(store, local_trust(store), timedelta(0)),
+        lambda: cache_stats(store, local_trust(store)),
+    ):
         with pytest.raises(IntegrityError, match=intruder.key_id):
             operation()
     assert store.head(asset_key(orphan.digest)) is not None

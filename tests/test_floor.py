@@ -79,6 +79,7 @@ from storage.floor_events import (
 from storage.lineage import RecordStore
 from storage.local import LocalStore
 from storage.objectstore import ObjectStore
+from storage.trust import load_trusted_keys, local_anchor
 from storage.warehouse import (
     Warehouse,
     WarehouseMissing,
@@ -706,7 +707,8 @@ def test_ancestry_matches_the_store_walk(floor):
     store, warehouse = floor
     deliverable = digest_of("D")
     from_warehouse = warehouse.ancestry(deliverable)
-    from_store = store_ancestry(store, deliverable)
+    anchor = local_anchor(Path(store.uri("").removeprefix("file://")).parent / "keys")
+    from_store = store_ancestry(store, load_trusted_keys(store, anchor), deliverable)
     assert from_warehouse.model_dump() == from_store.model_dump()
     assert from_warehouse.rendered_seconds == 120
     edges = warehouse.ancestry_edges(deliverable)

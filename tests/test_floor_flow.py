@@ -9,6 +9,7 @@ from flows.produce import produce
 from storage.ancestry import ancestry
 from storage.local import LocalStore
 from storage.warehouse import Warehouse
+from tests.trusted import local_trust
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +37,8 @@ def test_produced_order_is_in_the_warehouse(flow_env, tmp_path, monkeypatch):
     )
     assert rows[0][0] == len(delivery.runs)
 
-    from_store = ancestry(LocalStore(tmp_path / "store"), delivery.deliverable.digest)
+    stored = LocalStore(tmp_path / "store")
+    from_store = ancestry(stored, local_trust(stored), delivery.deliverable.digest)
     assert warehouse.ancestry(delivery.deliverable.digest) == from_store
 
     # A warm run adds cache hits, and re-ingesting changes nothing.

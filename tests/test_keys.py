@@ -30,6 +30,7 @@ from factory.lineage import (
 )
 from storage import keys
 from storage.local import LocalStore
+from storage.trust import load_trusted_keys, local_anchor
 
 
 @pytest.fixture
@@ -75,6 +76,7 @@ def test_init_creates_private_files_unreadable_by_others(keys_dir):
     assert (keys_dir / "active").read_text().strip() == key_id
     assert mode(keys_dir / f"lineage-{key_id}.key") == 0o600
     assert mode(keys_dir / keys.C2PA_LEAF_KEY) == 0o600
+    assert mode(keys_dir / keys.ROOT_KEY) == 0o600
     assert not [p for p in keys_dir.iterdir() if p.name.startswith(".tmp-")]
 
 
@@ -172,8 +174,16 @@ def test_publish_is_write_once_and_a_verifier_needs_only_the_store(keys_dir, sto
     root = (keys_dir / keys.C2PA_ROOT).read_bytes()
     assert keys.load_c2pa_roots(store) == [root]
     assert store.get(f"keys/c2pa/root-{hashlib.sha256(root).hexdigest()}.pem") == root
-    published = list(store.list("keys/"))
-    assert len(published) == 2
+    published = set(store.list("keys/"))
+    fingerprint = keys.root_fingerprint(keys_dir)
+    c2pa_id = hashlib.sha256(root).hexdigest()
+    assert published == {
+        f"keys/root/{fingerprint}.pem",
+        f"keys/lineage/{key_id}.pem",
+        f"keys/c2pa/root-{c2pa_id}.pem",
+        f"keys/statements/{fingerprint}/lineage-{key_id}-certify.dsse.json",
+        f"keys/statements/{fingerprint}/c2pa-root-{c2pa_id}-certify.dsse.json",
+    }
     assert not any(b"PRIVATE" in store.get(key) for key in published)
 
 
@@ -226,6 +236,12 @@ def test_rotation_keeps_old_records_verifiable(keys_dir, store):
     new_record = record_for(signer, "after")
     assert verify_record(sign_record(new_record, signer), public_keys) == new_record
     assert verify_record(old_envelope, public_keys) == old_record
+    # The root certified both and retired the old one by statement: both still verify.
+    trusted = load_trusted_keys(store, local_anchor(keys_dir))
+    assert set(trusted.lineage) == {old_id, new_id}
+    assert trusted.status(old_id) == "retired"
+    assert trusted.status(new_id) == "certified"
+    assert verify_record(old_envelope, trusted.lineage) == old_record
     # init after a rotation keeps the rotated key active.
     assert keys.init(keys_dir) == (new_id, False)
 
@@ -260,8 +276,13 @@ def test_cli_init_rotate_list(tmp_path, monkeypatch):
     assert code == 0
     lines = text.splitlines()
     assert any(key_id in line and "retired" in line for line in lines)
-    assert any(new_id in line and "active" in line for line in lines)
-    assert "1 C2PA root certificate(s) published" in text
+    assert any(new_id in line and "certified" in line and "active" in line for line in lines)
+    assert "1 C2PA root certificate(s) certified by the root" in text
+
+    code, text = run_keys("trust", "--out", str(tmp_path / "trust.pem"))
+    assert code == 0
+    assert f"sha256:{keys.root_fingerprint(keys_dir)}" in text
+    assert (tmp_path / "trust.pem").read_bytes() == keys.root_public_pem(keys_dir)
 
     secrets = [p.read_text() for p in keys_dir.glob("*.key")]
     for secret in secrets:
