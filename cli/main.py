@@ -240,9 +240,10 @@ def lineage(
     settings = Settings()
     store_obj, digest, data = _resolve_target(target, store, settings)
     digest = digest or sha256_hex(data)
-    # The warehouse was filled by this factory, judged by its own root: it answers only
-    # when that is the root asked for.
-    fast = _ancestry_fast_path(digest, settings) if not (trust or settings.trust) else None
+    # The warehouse indexes this factory's own store, judged by its own root: it answers
+    # only when that is the store and the root asked about.
+    own = store in (None, settings.store_spec) and not (trust or settings.trust)
+    fast = _ancestry_fast_path(digest, settings) if own else None
     result = fast or ancestry(store_obj, trusted_keys(store_obj, trust, settings), digest)
     if as_json:
         out.print_json(result.model_dump_json())

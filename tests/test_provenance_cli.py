@@ -1,7 +1,10 @@
 """`factory run`, `verify` and `lineage` from the command line, with two models in one order."""
 
+import ast
+import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -102,3 +105,118 @@ def test_lineage_splits_royalties_by_rendered_seconds(cli_env, monkeypatch, caps
     shares = {line["holder"]: line["share"] for line in result["royalties"]}
     # 1 s fully to the maintainers, 1 s split 75/25: 1.25 s and 0.75 s of 2 s.
     assert shares == pytest.approx({"asset-factory maintainers": 0.625, "studio archive": 0.375})
+
+
+def _trust(factory_home: Path) -> str:
+    from storage import keys
+
+    return f"sha256:{keys.root_fingerprint(factory_home / 'keys')}"
+
+
+def test_a_verifier_without_the_factory_pins_its_root(
+    cli_env, factory_home, monkeypatch, capsys, tmp_path
+):
+    where, store = cli_env
+    trusted = _trust(factory_home)
+    # A verifier's machine: no factory keys of its own, only the fingerprint it was handed.
+    monkeypatch.setenv("FACTORY_HOME", str(tmp_path / "verifier"))
+    code, text = run_cli(monkeypatch, capsys, "verify", str(where / "tiny.mp4"), "--store", store)
+    assert code != 0
+    assert "No trust anchor" in text and "--trust" in text
+    code, text = run_cli(
+        monkeypatch, capsys, "verify", str(where / "tiny.mp4"), "--store", store, "--trust", trusted
+    )
+    assert code == 0, text
+    assert "VERIFIED" in text and f"trusted root {trusted}" in text
+    code, text = run_cli(
+        monkeypatch,
+        capsys,
+        "lineage",
+        str(where / "tiny.mp4"),
+        "--store",
+        store,
+        "--trust",
+        trusted,
+    )
+    assert code == 0, text
+    # A swapped root: the fingerprint of some other factory.
+    other = _trust(_other_factory(tmp_path))
+    code, text = run_cli(
+        monkeypatch, capsys, "verify", str(where / "tiny.mp4"), "--store", store, "--trust", other
+    )
+    assert code != 0
+    assert f"does not publish the trusted root {other.removeprefix('sha256:')}" in text
+
+
+def _other_factory(tmp_path: Path) -> Path:
+    from storage import keys
+
+    keys.init(tmp_path / "other" / "keys")
+    return tmp_path / "other"
+
+
+def _forged_copy(store: str, tmp_path: Path) -> Path:
+    """A copy of the store with an intruder's key planted and the deliverable's chain
+    re-signed with it, royalties and all."""
+    from storage import keys
+    from storage.local import LocalStore
+    from tests.trusted import forge_chain
+
+    copy = tmp_path / "forged"
+    shutil.copytree(store, copy)
+    keys.init(tmp_path / "intruder")
+    keys.publish_public_keys(tmp_path / "intruder", LocalStore(copy))
+    intruder = keys.load_signer(tmp_path / "intruder")
+    deliverable = hashlib.sha256((Path(store).parent / "tiny.mp4").read_bytes()).hexdigest()
+    forge_chain(LocalStore(copy), deliverable, intruder)
+    return copy
+
+
+def test_the_forged_key_attack_fails_verify_and_lineage(cli_env, monkeypatch, capsys, tmp_path):
+    where, store = cli_env
+    forged = _forged_copy(store, tmp_path)
+    intruder = next((forged / "keys" / "lineage").glob("*.pem"), None)
+    assert intruder is not None
+    code, text = run_cli(
+        monkeypatch, capsys, "verify", str(where / "tiny.mp4"), "--store", str(forged)
+    )
+    assert code == 1
+    assert "NOT VERIFIED" in text
+    assert "untrusted key" in text
+    code, text = run_cli(
+        monkeypatch, capsys, "lineage", str(where / "tiny.mp4"), "--store", str(forged)
+    )
+    assert code != 0
+    assert "untrusted key" in text
+
+
+def test_a_verifier_outside_the_factory_checks_the_deliverable(cli_env, factory_home, tmp_path):
+    """examples/verify_independently.py: securesystemslib and c2pa-python, no factory code."""
+    where, store = cli_env
+    script = EXAMPLES / "verify_independently.py"
+    imported = {
+        (node.module or "").split(".")[0]
+        for node in ast.walk(ast.parse(script.read_text()))
+        if isinstance(node, ast.ImportFrom)
+    } | {
+        alias.name.split(".")[0]
+        for node in ast.walk(ast.parse(script.read_text()))
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    }
+    assert not imported & {"factory", "storage", "media", "tasks", "flows", "cli"}
+
+    def check(store_dir: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, str(script), str(where / "tiny.mp4"), "--store", store_dir,
+             "--root", _trust(factory_home)],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+
+    clean = check(store)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert clean.stdout.strip().endswith("VERIFIED")
+    forged = check(str(_forged_copy(store, tmp_path)))
+    assert forged.returncode == 1, forged.stdout + forged.stderr
+    assert "signed by uncertified key(s)" in forged.stdout
+    assert forged.stdout.strip().endswith("NOT VERIFIED")
