@@ -109,6 +109,7 @@ def run(
         workers=settings.task_workers or default_task_workers(),
         console=console,
         show=not as_json,
+        verbose=verbose,
     )
     from storage.assets import get_asset
 

@@ -1,5 +1,6 @@
 """Runs the produce flow in this process with live progress bars on the terminal."""
 
+import logging
 from contextlib import AbstractContextManager, nullcontext
 
 from rich.console import Console
@@ -29,6 +30,30 @@ def local_run_settings() -> AbstractContextManager:
     return temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
 
 
+class _NoTracebacks(logging.Filter):
+    """Keeps failures with tracebacks off the terminal; Prefect's run logs keep them.
+
+    The command prints the one line that says what failed and what to do; a store outage
+    would otherwise bury it under a traceback per task and retry.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.exc_info is None and record.levelno < logging.ERROR
+
+
+def quiet_console() -> None:
+    """Drop tracebacks and error records from Prefect's terminal handlers only."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    loggers = [logging.getLogger(), *map(logging.getLogger, logging.root.manager.loggerDict)]
+    for logger in loggers:
+        for handler in getattr(logger, "handlers", []):
+            if isinstance(handler, PrefectConsoleHandler) and not any(
+                isinstance(f, _NoTracebacks) for f in handler.filters
+            ):
+                handler.addFilter(_NoTracebacks())
+
+
 def run_with_progress(
     order: Order,
     *,
@@ -39,14 +64,19 @@ def run_with_progress(
     workers: int,
     console: Console,
     show: bool = True,
+    verbose: bool = False,
 ):
     """Produce ``order`` and return its Delivery; bars per stage and per segment when ``show``.
 
-    ``workers`` sizes the flow's task pool (stage tasks that run at once).
+    ``workers`` sizes the flow's task pool (stage tasks that run at once); without
+    ``verbose`` the terminal shows no Prefect tracebacks (the caller prints the error).
     """
     from prefect.task_runners import ThreadPoolTaskRunner
 
     from flows.produce import produce
+
+    if not verbose:
+        quiet_console()
 
     flow = produce.with_options(task_runner=ThreadPoolTaskRunner(max_workers=workers))
     parameters = {"store": store, "cache": cache, "floor": floor, "registry": registry}

@@ -34,6 +34,14 @@ class StoreUnavailable(StoreError):
     """The object store cannot be reached or written at all."""
 
 
+class StoreTimedOut(StoreUnavailable):
+    """The store accepted the connection but did not answer within its timeouts.
+
+    The store client has already retried; trying the whole task again would only multiply
+    the wait, so tasks do not retry this.
+    """
+
+
 class ObjectNotFound(StoreError):
     """A key that should exist in the store does not."""
 

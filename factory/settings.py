@@ -31,6 +31,19 @@ class Settings(BaseSettings):
         description="The root verifiers trust: its fingerprint or trust file; default the "
         "local factory's own root",
     )
+    store_connect_timeout_s: float = Field(
+        default=5.0, gt=0, description="Seconds to open a connection to an S3 store"
+    )
+    store_read_timeout_s: float = Field(
+        default=15.0, gt=0, description="Seconds an S3 store may stay silent on one request"
+    )
+    store_attempts: int = Field(
+        default=3,
+        ge=1,
+        le=10,
+        description="Tries per S3 store call, the first included; a hung store fails a call "
+        "after at most attempts x (connect + read timeout)",
+    )
     registry: Path | None = Field(
         default=None, description="Extra model registry (TOML) merged over the built-in one"
     )

@@ -5,6 +5,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from factory.errors import BadInput
+from factory.settings import Settings
 from storage.local import LocalStore
 from storage.objectstore import ObjectStore
 from storage.s3 import S3Store
@@ -17,12 +18,13 @@ _BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _OTHER_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 
 
-def open_store(spec: str | Path) -> ObjectStore:
-    """s3://bucket/prefix opens an S3Store; anything else is a local directory."""
+def open_store(spec: str | Path, settings: Settings | None = None) -> ObjectStore:
+    """s3://bucket/prefix opens an S3Store (timeouts from ``settings``); anything else is a
+    local directory."""
     if isinstance(spec, Path):
         return LocalStore(spec.expanduser())
     if spec.startswith("s3://"):
-        return _open_s3(spec)
+        return _open_s3(spec, settings)
     if _OTHER_SCHEME.match(spec):
         raise BadInput(
             f"Unsupported store {spec!r}: use a directory path or an S3 URL such as {_EXAMPLE}."
@@ -30,7 +32,7 @@ def open_store(spec: str | Path) -> ObjectStore:
     return LocalStore(Path(spec).expanduser())
 
 
-def _open_s3(spec: str) -> S3Store:
+def _open_s3(spec: str, settings: Settings | None) -> S3Store:
     parts = urlsplit(spec)
     if not parts.netloc:
         raise BadInput(f"The store URL {spec!r} names no bucket; write it as {_EXAMPLE}.")
@@ -41,4 +43,12 @@ def _open_s3(spec: str) -> S3Store:
         )
     if parts.query or parts.fragment:
         raise BadInput(f"The store URL {spec!r} may not carry '?' or '#'; write it as {_EXAMPLE}.")
-    return S3Store(parts.netloc, parts.path.strip("/"))
+    if settings is None:
+        return S3Store(parts.netloc, parts.path.strip("/"))
+    return S3Store(
+        parts.netloc,
+        parts.path.strip("/"),
+        connect_timeout=settings.store_connect_timeout_s,
+        read_timeout=settings.store_read_timeout_s,
+        max_attempts=settings.store_attempts,
+    )

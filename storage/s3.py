@@ -12,13 +12,15 @@ from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
+    ConnectTimeoutError,
     HTTPClientError,
     NoCredentialsError,
     PartialCredentialsError,
     ProfileNotFound,
+    ReadTimeoutError,
 )
 
-from factory.errors import BadInput, ObjectNotFound, StoreError, StoreUnavailable
+from factory.errors import BadInput, ObjectNotFound, StoreError, StoreTimedOut, StoreUnavailable
 from storage.local import validate_key
 from storage.objectstore import ObjectInfo
 
@@ -36,7 +38,9 @@ class S3Store:
     The endpoint, profile, region and credentials follow the usual AWS settings
     (AWS_ENDPOINT_URL[_S3], AWS_PROFILE, AWS_REGION, the credentials chain) unless
     given here. Retries are botocore's "standard" mode; max_attempts counts the first try
-    and defaults to AWS_MAX_ATTEMPTS, else 5.
+    and defaults to AWS_MAX_ATTEMPTS, else 3. A server that accepts connections but never
+    answers fails a call with StoreTimedOut after at most max_attempts x (connect_timeout +
+    read_timeout) seconds, plus botocore's short back-off.
     """
 
     def __init__(
@@ -50,7 +54,7 @@ class S3Store:
         client: Any = None,
         max_attempts: int | None = None,
         connect_timeout: float = 5.0,
-        read_timeout: float = 60.0,
+        read_timeout: float = 15.0,
     ) -> None:
         self._bucket = bucket
         self._prefix = prefix.strip("/")
@@ -162,6 +166,13 @@ class S3Store:
         where = f"s3://{self._bucket}/{full_key}"
         try:
             yield
+        except (ReadTimeoutError, ConnectTimeoutError) as err:
+            raise StoreTimedOut(
+                f"The S3 endpoint {self.endpoint_url} (bucket {self._bucket!r}) did not answer "
+                f"in time to {action} {where}: {err}. The server is hung or overloaded; check "
+                "it (FACTORY_STORE_READ_TIMEOUT_S and FACTORY_STORE_ATTEMPTS set how long to "
+                "wait). Rerunning the order once it answers completes the remaining work."
+            ) from err
         except (botocore.exceptions.ConnectionError, HTTPClientError) as err:
             raise self._unreachable(err) from err
         except (NoCredentialsError, PartialCredentialsError) as err:
@@ -217,7 +228,7 @@ def _make_client(
     config = Config(
         retries={
             "mode": "standard",
-            "max_attempts": max_attempts or int(os.environ.get("AWS_MAX_ATTEMPTS", "5")),
+            "max_attempts": max_attempts or int(os.environ.get("AWS_MAX_ATTEMPTS", "3")),
         },
         # Path style and SigV4 are what S3-compatible servers accept; virtual hosts
         # need DNS for every bucket, and SeaweedFS rejects SigV2 presigned PUTs.

@@ -6,7 +6,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from factory.assets import AssetRef, RunRecord
-from factory.errors import StoreUnavailable
+from factory.errors import StoreTimedOut, StoreUnavailable
 from factory.stages import StageName
 from tasks import progress
 
@@ -63,6 +63,8 @@ TASK_RETRIES = 2
 
 def is_transient_error(error: BaseException) -> bool:
     """What a second try can fix: an unreachable store, a dropped connection, a timeout."""
+    if isinstance(error, StoreTimedOut):
+        return False
     return isinstance(error, StoreUnavailable | ConnectionError | TimeoutError)
 
 
