@@ -49,6 +49,9 @@ def _create_temp(directory: Path) -> tuple[int, Path]:
     return os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), temp
 
 
+_PRUNE_RACE_TRIES = 5
+
+
 class LocalStore:
     """Objects as files under root; writes are staged in a temp file and renamed into place.
 
@@ -129,6 +132,18 @@ class LocalStore:
             return
         except OSError as err:
             raise self._write_error(path, err) from err
+        self._prune(path.parent)
+
+    def _prune(self, directory: Path) -> None:
+        # Directories are only how keys are laid out here (S3 has none): one left empty by
+        # a delete goes too, or every released lease would leave a folder behind. rmdir
+        # refuses a directory a writer has put anything in, its temp file included.
+        while directory != self._root and self._root in directory.parents:
+            try:
+                directory.rmdir()
+            except OSError:
+                return
+            directory = directory.parent
 
     def check_writable(self) -> None:
         try:
@@ -155,11 +170,17 @@ class LocalStore:
 
         OSErrors from the caller's block (the rename or link) are translated here too.
         """
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, temp = _create_temp(path.parent)
-        except OSError as err:
-            raise self._write_error(path, err) from err
+        for attempt in range(_PRUNE_RACE_TRIES):
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd, temp = _create_temp(path.parent)
+                break
+            except FileNotFoundError as err:
+                # A delete pruned the directory between our mkdir and our create.
+                if attempt == _PRUNE_RACE_TRIES - 1:
+                    raise self._write_error(path, err) from err
+            except OSError as err:
+                raise self._write_error(path, err) from err
         try:
             with os.fdopen(fd, "wb") as file:
                 file.write(data)

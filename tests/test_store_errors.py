@@ -177,3 +177,37 @@ def test_s3_server_that_goes_away_and_comes_back(tmp_path: Path) -> None:
         assert store.get("before") == b"written before the outage"
         assert store.get("during") == b"written after the restart"
     assert not os.path.exists(f"/tmp/seaweedfs-s3-grpc-{ports['s3.port.grpc']}.sock")
+
+
+def test_released_leases_and_deleted_keys_leave_no_empty_folders(tmp_path: Path) -> None:
+    from storage.cache import SegmentCache
+
+    root = tmp_path / "store"
+    store = LocalStore(root)
+    store.put("keep/me", b"x")
+    cache = SegmentCache(store)
+    for key in ("a" * 64, "b" * 64):
+        with cache.single_flight("render", key) as found:
+            assert found is None
+            assert list(store.list("cache/leases/render/"))
+    assert not (root / "cache").exists()
+    store.delete("keep/me")
+    assert not (root / "keep").exists()
+    assert root.is_dir()
+
+
+def test_writers_racing_a_pruning_delete_never_fail(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    store = LocalStore(tmp_path / "store")
+
+    def churn(worker: int) -> None:
+        for round_ in range(200):
+            key = f"deep/shared/dir/{worker}-{round_}"
+            store.put(key, b"x")
+            assert store.get(key) == b"x"
+            store.delete(key)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(churn, range(4)))
+    assert list(store.list()) == []
