@@ -73,6 +73,7 @@ def run_with_progress(
     """
     from prefect.task_runners import ThreadPoolTaskRunner
 
+    from flows.crashed_runs import mark_dead_runs_crashed
     from flows.produce import produce
 
     if not verbose:
@@ -82,6 +83,7 @@ def run_with_progress(
     parameters = {"store": store, "cache": cache, "floor": floor, "registry": registry}
     if not show:
         with local_run_settings():
+            mark_dead_runs_crashed()
             return flow(order, **parameters)
     count = len(order.segments)
     bars = Progress(
@@ -112,5 +114,8 @@ def run_with_progress(
         )
 
     console.print(f"order [bold]{order.id}[/]: {count} segments, {order.duration_s:.1f} s of video")
-    with bars, progress.listening(on_event), local_run_settings():
-        return flow(order, **parameters)
+    with local_run_settings():
+        for run_id in mark_dead_runs_crashed():
+            console.print(f"marked flow run {run_id} Crashed: its process is gone")
+        with bars, progress.listening(on_event):
+            return flow(order, **parameters)

@@ -10,7 +10,12 @@ through the REST API (see README.md).
 # Run as a script, so the entry points beside it import by their module name.
 from entrypoints import produce
 
+from flows.crashed_runs import mark_dead_runs_crashed
+
 if __name__ == "__main__":
+    # Runs of this host killed without a word (SIGKILL, OOM) would stay RUNNING forever.
+    for run_id in mark_dead_runs_crashed():
+        print(f"marked flow run {run_id} Crashed: its process is gone")
     # No schedule here on purpose: re-serving with `schedules` would replace the
     # ones operators add in the UI.
     produce.serve(

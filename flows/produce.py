@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from factory.assets import AssetRef, RunRecord, StageResult
 from factory.orders import Order
 from factory.settings import Settings
+from flows.crashed_runs import claim_run
 from media.pipelines import device_class
 from storage.cache import CacheMode
 from tasks.chain import FINAL, SEGMENT_CHAIN
@@ -63,6 +64,7 @@ def produce(
     `registry`: a model registry (TOML) merged over the built-in one.
     """
     started = datetime.now(UTC)
+    claim_run(str(flow_run.id))
     settings = Settings()
     models = load_models(settings, registry)
     # Refused before anything is written: no key, asset or record for a bad order.
