@@ -13,6 +13,7 @@ from factory.assets import Recorded
 from factory.errors import BadInput
 from factory.orders import Order
 from factory.registry import Registry, ResolvedModel
+from media.captions import check_captions
 from media.images import MAX_IMAGE_BYTES, check_image_bytes, inspect_image
 from media.weights import resolve_model
 from tasks.provenance import RunContext, ingest_input
@@ -69,11 +70,13 @@ def _images(order: Order) -> dict[str, tuple[bytes, str]]:
 def check_order(order: Order, registry: Registry, models_dir: Path) -> dict[str, ResolvedModel]:
     """Refuse an order that cannot be produced, before anything is written or started.
 
-    Returns the order's models with their weights found and fingerprinted; nothing is
-    written but the fingerprint cache beside the models.
+    Checks the models, the input images (format, size, decoding) and that every caption
+    character has a glyph. Returns the order's models with their weights found and
+    fingerprinted; nothing is written but the fingerprint cache beside the models.
     """
     entries = {name: registry.get(name) for name in sorted({s.model for s in order.segments})}
     _images(order)
+    check_captions(order.composite.captions)
     return {name: resolve_model(entry, models_dir) for name, entry in entries.items()}
 
 

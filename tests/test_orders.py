@@ -218,7 +218,7 @@ def test_booleans_are_not_numbers(where, field):
 def test_numbers_are_not_booleans():
     data = _order()
     data["encode"] = {"fragmented": 1}
-    with pytest.raises(BadInput, match="encode.fragmented: Input should be a valid boolean"):
+    with pytest.raises(BadInput, match=r"encode\.fragmented: Input should be a valid boolean"):
         parse_order(data)
 
 
