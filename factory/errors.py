@@ -21,12 +21,11 @@ def excerpt(value: object, limit: int = EXCERPT_CHARS) -> str:
     huge input costs no more than quoting a small one.
     """
     if isinstance(value, list | tuple) and len(value) > 8:
-        value = [*value[:8], ...]
+        text = repr(list(value[:8]))[:-1] + ", …]"
     elif isinstance(value, dict) and len(value) > 8:
-        value = dict([*list(value.items())[:8], (..., ...)])
-    elif isinstance(value, str) and len(value) > limit:
-        value = value[:limit]
-    text = repr(value)
+        text = repr(dict(list(value.items())[:8]))[:-1] + ", …}"
+    else:
+        text = repr(value[:limit] if isinstance(value, str | bytes) else value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
