@@ -28,6 +28,7 @@ from factory.errors import BadInput, excerpt
 
 FONTS_DIR = Path(__file__).with_name("fonts")
 COVERED_SCRIPTS = "Latin, Greek, Cyrillic, Arabic and Hebrew"
+_FONT_VERSIONS = {"DejaVuSans.ttf": "2.37"}
 # A refused caption names at most this many of its characters.
 _LISTED_CHARACTERS = 8
 
@@ -38,6 +39,18 @@ class CaptionFont:
 
     name: str
     shaped: bool = False
+
+    @property
+    def recipe(self) -> str | None:
+        """What a composite's cache key must say about this font.
+
+        None for Aileron, so composites made before DejaVu was added keep their keys (and
+        are reused); the others name the font file and layout, so a caption drawn with
+        boxes before is drawn again.
+        """
+        if self.name == "aileron":
+            return None
+        return f"{self.name} {_FONT_VERSIONS[self.name]}" + (" raqm" if self.shaped else "")
 
     def load(self, size: int) -> ImageFont.FreeTypeFont:
         """A new font object at ``size`` pixels (not shared: FreeType faces are not thread-safe)."""

@@ -142,3 +142,29 @@ def test_right_to_left_without_raqm_is_refused(monkeypatch):
         caption_font("שלום")
     # Left-to-right captions use the basic layout, so they need no raqm.
     assert caption_font("Привет") == DEJAVU
+
+
+def test_only_captions_beyond_the_old_font_change_the_composite_recipe():
+    # Cache keys hash the recipe: composites cached before issue 10 stay valid where their
+    # bytes did not change (ASCII), and captions once drawn as boxes are drawn again.
+    from factory.assets import AssetRef, Recorded
+    from factory.orders import parse_order
+    from tasks.composite import plan_composite
+    from tasks.prepare import Production
+
+    captions = ["Lighthouse", "Καλημέρα", "שלום", ""]
+    order = parse_order(
+        {
+            "id": "o",
+            "segments": [{"prompt": "p", "duration_s": 1}] * len(captions),
+            "composite": {"captions": captions},
+        }
+    )
+    asset = AssetRef(digest="0" * 64, uri="file:///x", key="x", media_type="video/mp4", size=1)
+    render = Recorded(asset=asset, record_digest="1" * 64)
+    production = Production(models={}, background=None, logo=None)
+    fonts = [
+        plan_composite(order, production, index, [render]).recipe.get("caption_font")
+        for index in range(len(captions))
+    ]
+    assert fonts == [None, "DejaVuSans.ttf 2.37", "DejaVuSans.ttf 2.37 raqm", None]
