@@ -2,6 +2,7 @@
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -91,6 +92,8 @@ def run(
     settings = Settings()
     models = load_models(settings, registry)
     check_order(order, models, settings.models_dir)
+    target = output or Path("out") / f"{order.id}.mp4"
+    _check_output(target, order.id)
     resources = open_resources(settings, device_class(), store, models)
     if resources.identity_created:
         console.print(
@@ -113,11 +116,17 @@ def run(
     )
     from storage.assets import get_asset
 
-    target = output or Path("out") / f"{order.id}.mp4"
-    target.parent.mkdir(parents=True, exist_ok=True)
     temp = target.with_name(f".{target.name}.partial")
-    temp.write_bytes(get_asset(resources.store, delivery.deliverable))
-    temp.replace(target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temp.write_bytes(get_asset(resources.store, delivery.deliverable))
+        temp.replace(target)
+    except OSError as error:
+        raise FactoryError(
+            f"the deliverable is stored ({delivery.deliverable.uri}) but could not be copied "
+            f"to {target}: {error.strerror or error}; rerun with another --out (the run is "
+            "cached)"
+        ) from None
     if as_json:
         out.print_json(data={**delivery.model_dump(mode="json"), "path": str(target)})
         return
@@ -139,6 +148,31 @@ def run(
         if run.cache_note:
             table.add_row("repaired", f"{run.stage} {run.segment_index}: {run.cache_note}")
     out.print(table)
+
+
+def _check_output(target: Path, order_id: str) -> None:
+    """Refuse an --out the deliverable could not be written to, before anything runs.
+
+    The folder (or, while it does not exist yet, the nearest existing folder above it) must
+    take a new file; nothing is left behind by the check.
+    """
+    if target.is_dir():
+        raise BadInput(
+            f"--out {target} is a directory; give a file path such as {target / order_id}.mp4"
+        )
+    folder = target.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise BadInput(f"--out {target} cannot be written: {folder} is not a directory")
+    try:
+        handle, probe = tempfile.mkstemp(dir=folder, prefix=".factory-out-check-")
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as error:
+        raise BadInput(
+            f"--out {target} cannot be written: {folder}: {error.strerror or error}"
+        ) from None
 
 
 def _resolve_target(target: str, store_spec: str | None, settings: Settings):

@@ -8,6 +8,30 @@ from pydantic import ValidationError
 
 # Problems whose input is the whole (missing or mistyped) object: not worth echoing.
 _NO_INPUT = ("missing", "model_attributes_type", "dict_type")
+# An error quotes at most this much of what it was given: inputs can be megabytes long.
+EXCERPT_CHARS = 80
+# And one problem's line is at most this long, whatever it quotes.
+PROBLEM_LINE_CHARS = 300
+
+
+def excerpt(value: object, limit: int = EXCERPT_CHARS) -> str:
+    """``repr(value)``, cut to ``limit`` characters with an ellipsis when it is longer.
+
+    Only the first few items of a large list or dict are turned into text, so quoting a
+    huge input costs no more than quoting a small one.
+    """
+    if isinstance(value, list | tuple) and len(value) > 8:
+        text = repr(list(value[:8]))[:-1] + ", …]"
+    elif isinstance(value, dict) and len(value) > 8:
+        text = repr(dict(list(value.items())[:8]))[:-1] + ", …}"
+    else:
+        text = repr(value[:limit] if isinstance(value, str | bytes) else value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def shorten(text: str, limit: int = PROBLEM_LINE_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, with an ellipsis when it was longer."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class FactoryError(Exception):
@@ -60,13 +84,14 @@ def validation_problems(
     """One line per problem pydantic found: the field's dotted path, then what is wrong.
 
     ``root`` names a problem with no path (the whole object); ``show_input`` appends the
-    value given, where there is one worth showing.
+    value given, where there is one worth showing, cut to a short excerpt. Each line is at
+    most ``PROBLEM_LINE_CHARS`` long.
     """
     lines = []
-    for problem in error.errors()[:limit]:
+    for problem in error.errors(include_url=False, include_context=False)[:limit]:
         location = ".".join(str(part) for part in problem["loc"]) or root
         message = problem["msg"].removeprefix("Value error, ")
         if show_input and problem["loc"] and problem["type"] not in _NO_INPUT:
-            message += f" (got {problem.get('input')!r})"
-        lines.append(f"{location}: {message}")
+            message += f" (got {excerpt(problem.get('input'))})"
+        lines.append(shorten(f"{shorten(location, 100)}: {message}"))
     return lines

@@ -8,12 +8,21 @@ downstream has to re-check it.
 import json
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from factory.errors import BadInput, validation_problems
+from factory.errors import BadInput, shorten, validation_problems
 
 MAX_WIDTH = 3840
 MAX_HEIGHT = 2160
@@ -33,6 +42,22 @@ X264_PRESETS = (
 Placement = Literal["top-left", "top-right", "bottom-left", "bottom-right"]
 _HEX_COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
 
+# An order file is read whole and parsed in memory: 500 segments with long prompts fit
+# in a fraction of this, and anything larger is refused before it is parsed.
+MAX_ORDER_BYTES = 1024 * 1024
+# A refused order lists at most this many problems, then says how many more there were.
+MAX_LISTED_PROBLEMS = 20
+
+
+def _not_a_boolean(value: object) -> object:
+    # pydantic's lax mode reads true as 1: `fps: true` would quietly become 1 fps.
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not true or false")
+    return value
+
+
+NotBoolean = BeforeValidator(_not_a_boolean)
+
 
 class Segment(BaseModel):
     """One continuous shot rendered by one model call."""
@@ -41,26 +66,36 @@ class Segment(BaseModel):
 
     prompt: str = Field(min_length=1, max_length=2000, description="What the segment shows")
     negative_prompt: str = Field(default="", max_length=2000, description="What to avoid")
-    seed: int = Field(default=0, ge=0, le=2**63 - 1, description="Generator seed")
-    duration_s: float = Field(gt=0, le=60, description="Length in seconds (0 < d ≤ 60)")
-    fps: int = Field(default=12, ge=1, le=60, description="Frames per second (1 to 60)")
-    width: int = Field(
+    seed: Annotated[int, NotBoolean] = Field(
+        default=0, ge=0, le=2**63 - 1, description="Generator seed"
+    )
+    duration_s: Annotated[float, NotBoolean] = Field(
+        gt=0, le=60, description="Length in seconds (0 < d ≤ 60)"
+    )
+    fps: Annotated[int, NotBoolean] = Field(
+        default=12, ge=1, le=60, description="Frames per second (1 to 60)"
+    )
+    width: Annotated[int, NotBoolean] = Field(
         default=640,
         ge=MIN_SIDE,
         le=MAX_WIDTH,
         description=f"Output width, even, {MIN_SIDE}–{MAX_WIDTH}",
     )
-    height: int = Field(
+    height: Annotated[int, NotBoolean] = Field(
         default=360,
         ge=MIN_SIDE,
         le=MAX_HEIGHT,
         description=f"Output height, even, {MIN_SIDE}–{MAX_HEIGHT}",
     )
-    model: str = Field(default="tiny", min_length=1, description="A name from the model registry")
-    steps: int | None = Field(
+    model: str = Field(
+        default="tiny", min_length=1, max_length=100, description="A name from the model registry"
+    )
+    steps: Annotated[int | None, NotBoolean] = Field(
         default=None, ge=1, le=200, description="Denoising steps (1 to 200); model default if unset"
     )
-    guidance: float = Field(default=1.0, ge=0, le=30, description="Classifier-free guidance 0–30")
+    guidance: Annotated[float, NotBoolean] = Field(
+        default=1.0, ge=0, le=30, description="Classifier-free guidance 0–30"
+    )
 
     @field_validator("width", "height")
     @classmethod
@@ -89,12 +124,14 @@ class CompositeSpec(BaseModel):
         description="Caption per segment, in segment order; empty string for none",
     )
     caption_position: Literal["top", "bottom"] = "bottom"
-    caption_size: int = Field(default=24, ge=8, le=200, description="Caption font size in pixels")
+    caption_size: Annotated[int, NotBoolean] = Field(
+        default=24, ge=8, le=200, description="Caption font size in pixels"
+    )
     logo: str | None = Field(
         default=None, description="Logo image file (PNG with alpha works best)"
     )
     logo_placement: Placement = "top-right"
-    logo_scale: float = Field(
+    logo_scale: Annotated[float, NotBoolean] = Field(
         default=0.12, gt=0, le=1, description="Logo width as a fraction of output width"
     )
 
@@ -111,9 +148,13 @@ class EncodeSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    crf: int = Field(default=23, ge=0, le=51, description="x264 constant rate factor (0 to 51)")
+    crf: Annotated[int, NotBoolean] = Field(
+        default=23, ge=0, le=51, description="x264 constant rate factor (0 to 51)"
+    )
     preset: Literal[X264_PRESETS] = Field(default="veryfast", description="x264 preset")  # type: ignore[valid-type]
-    fragmented: bool = Field(default=False, description="Write fragmented MP4 (for streaming)")
+    fragmented: StrictBool = Field(
+        default=False, description="Write fragmented MP4 (for streaming)"
+    )
 
 
 class Order(BaseModel):
@@ -159,8 +200,15 @@ class Order(BaseModel):
 
 
 def describe_validation_error(error: ValidationError, source: str) -> str:
-    """One line per problem: the field's path, what is wrong, and the value given."""
-    problems = validation_problems(error, root="(order)", show_input=True)
+    """One line per problem: the field's path, what is wrong, and an excerpt of the value given.
+
+    At most ``MAX_LISTED_PROBLEMS`` lines, then one that says how many more there were.
+    """
+    problems = validation_problems(
+        error, root="(order)", limit=MAX_LISTED_PROBLEMS, show_input=True
+    )
+    if error.error_count() > len(problems):
+        problems.append(f"… and {error.error_count() - len(problems)} more problems")
     return "\n".join([f"invalid order in {source}:", *(f"  {line}" for line in problems)])
 
 
@@ -172,23 +220,82 @@ def parse_order(data: object, source: str = "order") -> Order:
         raise BadInput(describe_validation_error(error, source)) from None
 
 
-def load_order(path: Path | str) -> Order:
-    """Read an order from a .yaml/.yml/.json file; relative image paths resolve beside it."""
-    path = Path(path)
+class _AliasRefused(yaml.MarkedYAMLError):
+    """An alias (``*name``) or merge key in an order: refused, never expanded."""
+
+
+class _OrderLoader(yaml.SafeLoader):
+    """PyYAML's safe loader without aliases.
+
+    Nested aliases let a few hundred bytes stand for billions of values ("billion
+    laughs"): validating, or echoing, the expanded order then takes minutes and gigabytes.
+    An order has nothing to repeat that is worth that risk, so the first alias is refused
+    before anything is built from it.
+    """
+
+    def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise _AliasRefused(
+                problem=f"the alias *{shorten(str(event.anchor), 40)}",
+                problem_mark=event.start_mark,
+            )
+        return super().compose_node(parent, index)
+
+
+def _read_order_text(path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_ORDER_BYTES + 1)
     except FileNotFoundError:
         raise BadInput(
             f"order file {path} does not exist; see examples/ for valid orders"
         ) from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise BadInput(f"cannot read order file {path}: {error}") from None
+    except OSError as error:
+        raise BadInput(f"cannot read order file {path}: {error.strerror or error}") from None
+    if len(raw) > MAX_ORDER_BYTES:
+        raise BadInput(
+            f"order file {path} is larger than {MAX_ORDER_BYTES // 1024} KiB, the limit for "
+            "an order; split it into several orders"
+        )
     try:
-        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise BadInput(
+            f"order file {path} is not UTF-8 text (byte {error.start}); save it as UTF-8"
+        ) from None
+
+
+def _parse_order_text(text: str, path: Path) -> object:
+    kind = path.suffix[1:] or "YAML"
+    try:
+        if path.suffix.lower() == ".json":
+            return json.loads(text)
+        return yaml.load(text, Loader=_OrderLoader)  # a safe loader, without aliases
+    except _AliasRefused as error:
+        mark = error.problem_mark
+        raise BadInput(
+            f"order file {path} uses {error.problem} at line {mark.line + 1}, column "
+            f"{mark.column + 1}; YAML aliases and merge keys (<<) are not allowed in orders: "
+            "write the values out"
+        ) from None
     except (json.JSONDecodeError, yaml.YAMLError) as error:
         raise BadInput(
-            f"order file {path} is not valid {path.suffix[1:] or 'YAML'}: {error}"
+            f"order file {path} is not valid {kind}: {shorten(str(error), 600)}"
         ) from None
+    except RecursionError:
+        raise BadInput(
+            f"order file {path} nests lists or mappings too deeply to be an order"
+        ) from None
+
+
+def load_order(path: Path | str) -> Order:
+    """Read an order from a .yaml/.yml/.json file; relative image paths resolve beside it.
+
+    The file may be at most ``MAX_ORDER_BYTES`` long, and YAML aliases are refused.
+    """
+    path = Path(path)
+    data = _parse_order_text(_read_order_text(path), path)
     if not isinstance(data, dict):
         raise BadInput(
             f"order file {path} must hold a mapping with id, title, segments, composite and "

@@ -15,6 +15,7 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from factory.errors import BadInput
 from factory.orders import CompositeSpec
+from media.captions import caption_font, normalize_caption
 
 # Semi-transparent black behind caption text keeps it legible on any content.
 CAPTION_BOX_ALPHA = 160
@@ -203,7 +204,7 @@ def _logo_overlay(
 def _caption_overlay(
     text: str, spec: CompositeSpec, width: int, height: int, margin: int
 ) -> _Overlay | None:
-    text = " ".join(text.split())
+    text = normalize_caption(text)
     if not text:
         return None
     font, lines, padding = _fit_caption(text, spec.caption_size, width - 2 * margin, height // 3)
@@ -229,9 +230,13 @@ def _caption_overlay(
 def _fit_caption(
     text: str, size: int, max_width: int, max_height: int
 ) -> tuple[ImageFont.FreeTypeFont, list[str], int]:
-    """The largest font size ≤ ``size`` at which the wrapped caption fits the box limits."""
+    """The largest font size ≤ ``size`` at which the wrapped caption fits the box limits.
+
+    The font is the first caption font with a glyph for every character (BadInput if none).
+    """
+    face = caption_font(text)
     while True:
-        font = ImageFont.load_default(size=size)
+        font = face.load(size)
         padding = max(2, size // 3)
         room = max(1, max_width - 2 * padding)
         lines = _wrap(text, font, room)

@@ -4,7 +4,7 @@ import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from factory.errors import BadInput
+from factory.errors import BadInput, shorten
 from factory.settings import Settings
 from storage.local import LocalStore
 from storage.objectstore import ObjectStore
@@ -13,21 +13,32 @@ from storage.s3 import S3Store
 _EXAMPLE = "s3://my-bucket or s3://my-bucket/some/prefix"
 # S3's bucket naming rules, checked here so a typo fails before any network call.
 _BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
-# Anything that looks like a URL but is not s3:// would otherwise become a directory
-# literally named "gs:" or "http:".
-_OTHER_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+# Anything that starts like a URL ("scheme:") but is not s3:// would otherwise become a
+# directory literally named "gs:", "http:" or, for the typo s3:/bucket, "s3:". One letter
+# before the colon is not taken for a scheme (a drive letter elsewhere).
+_URL_LIKE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:")
 
 
 def open_store(spec: str | Path, settings: Settings | None = None) -> ObjectStore:
-    """s3://bucket/prefix opens an S3Store (timeouts from ``settings``); anything else is a
-    local directory."""
+    """s3://bucket/prefix opens an S3Store (timeouts from ``settings``); a path is a local
+    directory; other URLs fail.
+
+    A directory whose name starts with ``word:`` can still be given as ``./word:…``.
+    """
     if isinstance(spec, Path):
         return LocalStore(spec.expanduser())
     if spec.startswith("s3://"):
         return _open_s3(spec, settings)
-    if _OTHER_SCHEME.match(spec):
+    if _URL_LIKE.match(spec):
+        scheme = spec.split(":", 1)[0]
+        hint = (
+            f"did you mean s3://{spec.split(':', 1)[1].lstrip('/')}? "
+            if scheme.lower() == "s3"
+            else ""
+        )
         raise BadInput(
-            f"Unsupported store {spec!r}: use a directory path or an S3 URL such as {_EXAMPLE}."
+            f"Unsupported store {shorten(spec, 100)!r}: {hint}use a directory path or an S3 URL "
+            f"such as {_EXAMPLE} (a directory whose name has a colon: ./{shorten(spec, 40)})."
         )
     return LocalStore(Path(spec).expanduser())
 

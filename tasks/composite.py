@@ -4,6 +4,7 @@ from collections.abc import Mapping
 
 from factory.assets import MEDIA_LOSSLESS_YUV420_MP4, Recorded
 from factory.orders import CompositeSpec, Order
+from media.captions import caption_font
 from media.compositing import Compositor
 from media.video import decode_frames, encode_lossless_yuv420, rgb_to_yuv420
 from tasks.prepare import Production
@@ -21,9 +22,10 @@ def plan_composite(
     (rendered,) = upstream
     segment = order.segments[index]
     background, logo = production.background, production.logo
+    caption = order.caption_for(index)
     recipe = {
         **order.composite.model_dump(mode="json", exclude=_PER_ORDER),
-        "caption": order.caption_for(index),
+        "caption": caption,
         "width": segment.width,
         "height": segment.height,
         "fps": segment.fps,
@@ -31,6 +33,10 @@ def plan_composite(
         "background": background.asset.digest if background else None,
         "logo": logo.asset.digest if logo else None,
     }
+    # Only captions beyond the built-in font's ASCII name their font: every other recipe,
+    # and so every cache key made before the caption fonts were added, stays the same.
+    if (font := caption_font(caption).recipe) is not None:
+        recipe["caption_font"] = font
     components = [
         Input(recorded=ref, label=role, title=role)
         for role, ref in (("background", background), ("logo", logo))

@@ -4,6 +4,7 @@ All checks that can fail on bad input run here, before any asset is written, so
 a refused order leaves nothing behind.
 """
 
+import stat
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
@@ -12,11 +13,13 @@ from factory.assets import Recorded
 from factory.errors import BadInput
 from factory.orders import Order
 from factory.registry import Registry, ResolvedModel
+from media.captions import check_captions
+from media.images import MAX_IMAGE_BYTES, check_image_bytes, inspect_image
 from media.weights import resolve_model
 from tasks.provenance import RunContext, ingest_input
 from tasks.resources import Resources
 
-_IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
+_EXTENSIONS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
 _IMAGE_ROLES = ("background_image", "logo")
 
 
@@ -31,14 +34,29 @@ class Production(BaseModel):
 
 
 def _read_image(path_text: str, role: str) -> tuple[bytes, str]:
+    """An input image's bytes and media type, checked (format, size, decoding) on the way."""
     path = Path(path_text).expanduser()
-    media_type = _IMAGE_TYPES.get(path.suffix.lower())
-    if media_type is None:
-        raise BadInput(f"composite.{role} {path} must be a .png or .jpg file")
+    what = f"composite.{role} {path}"
+    expected = _EXTENSIONS.get(path.suffix.lower())
+    if expected is None:
+        raise BadInput(f"{what} must be a .png or .jpg file")
     try:
-        return path.read_bytes(), media_type
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise BadInput(f"{what} is not a regular file; give a PNG or JPEG file")
+        # Refused from its size alone: a 1 GiB file is never read.
+        check_image_bytes(info.st_size, what)
+        with path.open("rb") as handle:
+            data = handle.read(MAX_IMAGE_BYTES + 1)
     except OSError as error:
-        raise BadInput(f"composite.{role} {path} cannot be read: {error.strerror}") from None
+        raise BadInput(f"{what} cannot be read: {error.strerror or error}") from None
+    image = inspect_image(data, what)
+    if image.format != expected:
+        raise BadInput(
+            f"{what} holds {image.format} data but is named {path.suffix}: rename it to "
+            f"{'.png' if image.format == 'PNG' else '.jpg'}"
+        )
+    return data, image.media_type
 
 
 def _images(order: Order) -> dict[str, tuple[bytes, str]]:
@@ -52,11 +70,13 @@ def _images(order: Order) -> dict[str, tuple[bytes, str]]:
 def check_order(order: Order, registry: Registry, models_dir: Path) -> dict[str, ResolvedModel]:
     """Refuse an order that cannot be produced, before anything is written or started.
 
-    Returns the order's models with their weights found and fingerprinted; nothing is
-    written but the fingerprint cache beside the models.
+    Checks the models, the input images (format, size, decoding) and that every caption
+    character has a glyph. Returns the order's models with their weights found and
+    fingerprinted; nothing is written but the fingerprint cache beside the models.
     """
     entries = {name: registry.get(name) for name in sorted({s.model for s in order.segments})}
     _images(order)
+    check_captions(order.composite.captions)
     return {name: resolve_model(entry, models_dir) for name, entry in entries.items()}
 
 

@@ -98,3 +98,131 @@ def test_relative_images_resolve_beside_the_order_file(tmp_path):
     path = tmp_path / "sub" / "o.yaml"
     path.write_text("id: x\nsegments: [{prompt: p, duration_s: 1}]\ncomposite: {logo: l.png}\n")
     assert load_order(path).composite.logo == str(tmp_path / "sub" / "l.png")
+
+
+# Issue 10: bad input is refused quickly, with short messages.
+
+BILLION_LAUGHS = """\
+a: &a ["x", "x", "x", "x", "x", "x", "x", "x", "x"]
+b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]
+c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]
+d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]
+e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]
+f: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e]
+g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f]
+id: bomb
+segments: *g
+"""
+
+
+@pytest.mark.timeout(20)
+def test_yaml_alias_bomb_is_refused_at_once_with_a_short_message(tmp_path):
+    path = tmp_path / "bomb.yaml"
+    path.write_text(BILLION_LAUGHS)
+    with pytest.raises(BadInput) as caught:
+        load_order(path)
+    message = str(caught.value)
+    assert "alias *a at line 2" in message
+    assert "not allowed" in message
+    assert len(message) < 400
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "id: x\nsegments: [{prompt: &p p, duration_s: 1}, {prompt: *p, duration_s: 1}]\n",
+        "base: &base {prompt: p, duration_s: 1}\nid: x\nsegments: [{<<: *base, seed: 2}]\n",
+    ],
+)
+def test_any_alias_or_merge_key_is_refused(tmp_path, text):
+    path = tmp_path / "alias.yaml"
+    path.write_text(text)
+    with pytest.raises(BadInput, match="YAML aliases and merge keys"):
+        load_order(path)
+
+
+def test_order_file_over_the_size_limit_is_refused_before_it_is_parsed(tmp_path):
+    from factory.orders import MAX_ORDER_BYTES
+
+    path = tmp_path / "huge.yaml"
+    path.write_text("id: x\nsegments: [{prompt: p, duration_s: 1}]\n" + "#" * MAX_ORDER_BYTES)
+    with pytest.raises(BadInput, match=r"larger than 1024 KiB"):
+        load_order(path)
+
+
+@pytest.mark.parametrize("suffix", [".json", ".yaml"])
+def test_deeply_nested_order_is_refused(tmp_path, suffix):
+    path = tmp_path / f"deep{suffix}"
+    path.write_text("[" * 200_000 + "]" * 200_000)
+    with pytest.raises(BadInput) as caught:
+        load_order(path)
+    assert len(str(caught.value)) < 800
+
+
+def test_501_segments_give_a_short_error():
+    data = {"id": "o1", "segments": [{"prompt": "p" * 2000, "duration_s": 1}] * 501}
+    with pytest.raises(BadInput) as caught:
+        parse_order(data)
+    message = str(caught.value)
+    assert "segments: List should have at most 500 items" in message
+    assert len(message) < 400
+
+
+def test_a_huge_value_is_quoted_only_as_an_excerpt():
+    data = _order()
+    data["composite"] = {"background_color": "#" * 100_000, "captions": ["x" * 100_000]}
+    data["x" * 100_000] = 1
+    with pytest.raises(BadInput) as caught:
+        parse_order(data)
+    lines = str(caught.value).splitlines()
+    assert any("composite.background_color" in line for line in lines)
+    assert all(len(line) <= 302 for line in lines)
+
+
+def test_many_problems_are_listed_up_to_a_limit():
+    data = {"id": "o1", "segments": [{"prompt": "", "duration_s": 0}] * 100}
+    with pytest.raises(BadInput) as caught:
+        parse_order(data)
+    lines = str(caught.value).splitlines()
+    assert len(lines) == 1 + 20 + 1
+    assert lines[-1].strip() == "… and 180 more problems"
+
+
+@pytest.mark.parametrize(
+    ("where", "field"),
+    [
+        ("segment", "fps"),
+        ("segment", "duration_s"),
+        ("segment", "seed"),
+        ("segment", "width"),
+        ("segment", "steps"),
+        ("segment", "guidance"),
+        ("composite", "caption_size"),
+        ("composite", "logo_scale"),
+        ("encode", "crf"),
+    ],
+)
+def test_booleans_are_not_numbers(where, field):
+    data = _order()
+    if where == "segment":
+        data["segments"][0][field] = True
+        path = f"segments.0.{field}"
+    else:
+        data[where] = {field: True}
+        path = f"{where}.{field}"
+    with pytest.raises(BadInput) as caught:
+        parse_order(data)
+    assert f"{path}: must be a number, not true or false (got True)" in str(caught.value)
+
+
+def test_numbers_are_not_booleans():
+    data = _order()
+    data["encode"] = {"fragmented": 1}
+    with pytest.raises(BadInput, match=r"encode\.fragmented: Input should be a valid boolean"):
+        parse_order(data)
+
+
+def test_numbers_still_load_as_before():
+    order = parse_order(_order(fps=24, duration_s=2, seed=7, guidance=0, steps=4))
+    assert (order.segments[0].fps, order.segments[0].duration_s) == (24, 2.0)
+    assert order.segments[0].guidance == 0.0

@@ -131,9 +131,24 @@ def test_malformed_s3_url_is_bad_input_with_an_example(spec: str) -> None:
         open_store(spec)
 
 
-def test_other_url_schemes_are_bad_input() -> None:
+@pytest.mark.parametrize(
+    "spec", ["gs://bucket/prefix", "s3:/x", "s3:x", "S3://bucket", "http:/host/p", "file:store"]
+)
+def test_other_url_schemes_are_bad_input(spec: str, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
     with pytest.raises(BadInput, match="s3://my-bucket"):
-        open_store("gs://bucket/prefix")
+        open_store(spec)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_s3_typo_suggests_the_url() -> None:
+    with pytest.raises(BadInput, match="did you mean s3://x/p"):
+        open_store("s3:/x/p")
+
+
+def test_a_directory_with_a_colon_can_still_be_named(tmp_path: Path) -> None:
+    assert isinstance(open_store(f"./s3:{tmp_path.name}"), LocalStore)
+    assert isinstance(open_store(str(tmp_path / "a:b")), LocalStore)
 
 
 @pytest.mark.usefixtures("aws_env")
