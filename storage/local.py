@@ -49,7 +49,8 @@ def _create_temp(directory: Path) -> tuple[int, Path]:
     return os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), temp
 
 
-_PRUNE_RACE_TRIES = 5
+# Each retry follows a prune that emptied the folder: only a storm of deletes repeats one.
+_PRUNE_RACE_TRIES = 100
 
 
 class LocalStore:
@@ -175,8 +176,8 @@ class LocalStore:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 fd, temp = _create_temp(path.parent)
                 break
-            except FileNotFoundError as err:
-                # A delete pruned the directory between our mkdir and our create.
+            except (FileNotFoundError, FileExistsError) as err:
+                # A delete pruned the directory during our mkdir or before our create.
                 if attempt == _PRUNE_RACE_TRIES - 1:
                     raise self._write_error(path, err) from err
             except OSError as err:
