@@ -266,7 +266,8 @@ def test_run_killed_half_way_then_rerun_completes_and_reuses(factory_home, tmp_p
     reused = [run for run in delivery["runs"] if run["stage"] == "encode" and run["cache_hit"]]
     assert len(reused) >= finished
     local = LocalStore(store)
-    assert verify(local, local_trust(local), digest=delivery["deliverable"]["digest"]).verified
+    trusted = local_trust(local, factory_home / "keys")
+    assert verify(local, trusted, digest=delivery["deliverable"]["digest"]).verified
     # Every producing record is one asset's only record, and every cache entry points at
     # an asset whose record exists: nothing lost, nothing written twice.
     records = RecordStore(local)

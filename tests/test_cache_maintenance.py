@@ -107,8 +107,8 @@ def test_gc_and_stats_refuse_a_store_holding_a_record_the_keys_do_not_sign(tmp_p
     )
     RecordStore(store).write(sign_record(forged, intruder), fake, "forged-run")
     for operation in (
-        lambda: collect_garbage(store, local_trust(store), timedelta(0)),
-        lambda: cache_stats(store, local_trust(store)),
+        lambda: collect_garbage(store, local_trust(store, tmp_path / "keys"), timedelta(0)),
+        lambda: cache_stats(store, local_trust(store, tmp_path / "keys")),
     ):
         with pytest.raises(IntegrityError, match=intruder.key_id):
             operation()

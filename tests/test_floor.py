@@ -707,7 +707,7 @@ def test_ancestry_matches_the_store_walk(floor):
     store, warehouse = floor
     deliverable = digest_of("D")
     from_warehouse = warehouse.ancestry(deliverable)
-    anchor = local_anchor(Path(store.uri("").removeprefix("file://")).parent / "keys")
+    anchor = local_anchor(Path(store.url).parent / "keys")
     from_store = store_ancestry(store, load_trusted_keys(store, anchor), deliverable)
     assert from_warehouse.model_dump() == from_store.model_dump()
     assert from_warehouse.rendered_seconds == 120

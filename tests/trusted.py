@@ -1,6 +1,7 @@
 """The keys a test's factory trusts: those its own root (under FACTORY_HOME) certified."""
 
 from collections.abc import Callable
+from pathlib import Path
 
 from securesystemslib.signer import Signer
 
@@ -11,9 +12,10 @@ from storage.objectstore import ObjectStore
 from storage.trust import TrustedKeys, load_trusted_keys, resolve_anchor
 
 
-def local_trust(store: ObjectStore) -> TrustedKeys:
-    """What the factory under FACTORY_HOME trusts in ``store``, as `factory verify` would."""
-    return load_trusted_keys(store, resolve_anchor(None, Settings().keys_dir))
+def local_trust(store: ObjectStore, keys_dir: Path | None = None) -> TrustedKeys:
+    """What the factory whose keys are in ``keys_dir`` (default: under FACTORY_HOME) trusts
+    in ``store``, as `factory verify` there would."""
+    return load_trusted_keys(store, resolve_anchor(None, keys_dir or Settings().keys_dir))
 
 
 def forge_chain(
