@@ -84,7 +84,6 @@ from storage.warehouse import (
     WarehouseMissing,
     connect_export,
     summary,
-    summary_markdown,
 )
 
 DAY = "2026-01-05"
@@ -728,7 +727,7 @@ def test_ancestry_matches_the_store_walk(floor):
 
 def test_summary_markdown(floor):
     _, warehouse = floor
-    text = summary_markdown(warehouse)
+    text = summary(warehouse).markdown()
     assert "| cost per delivered minute | 0.0957 USD |" in text
     assert "| yield (first pass) | 66.7% (33.3%) |" in text
     assert "| gate | 2,000 ms | 2,000 ms | 1,000 ms | ❌ |" in text
