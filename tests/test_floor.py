@@ -66,6 +66,7 @@ from factory.lineage import (
     StageInfo,
     sign_record,
 )
+from factory.stages import SEGMENT_STAGES
 from storage import keys
 from storage.ancestry import ancestry as store_ancestry
 from storage.floor_events import (
@@ -338,11 +339,20 @@ def test_event_from_run_record():
     assert failed.output_digest is None
 
 
-def test_shipped_config_loads():
+def test_shipped_config_loads_and_covers_the_chain(tmp_path):
     card = load_price_card()
-    assert card.rate("cpu") == 0.10 and card.rate("some new GPU") == card.device_hour["default"]
+    # Every device is priced: the CPU, and any GPU the card does not name (at the default).
+    assert card.rate("cpu") > 0 and card.rate("some new GPU") == card.device_hour["default"] > 0
     budget = load_latency_budget()
-    assert sum(budget.stages.values()) <= budget.end_to_end_ms == 200
+    # Every stage a delivery runs through has a budget, and together they fit the target.
+    assert set(SEGMENT_STAGES) | {"assemble"} <= set(budget.stages)
+    assert sum(budget.stages.values()) <= budget.end_to_end_ms
+    # A warehouse built with the shipped config has its price card and budget tables.
+    warehouse = Warehouse(tmp_path / "shipped.duckdb")
+    warehouse.refresh_models()
+    assert rows(warehouse, "select count(*) as n from price_card") == [{"n": len(card.device_hour)}]
+    stages = {r["stage"] for r in rows(warehouse, "select stage from latency_budget")}
+    assert stages == {*budget.stages, "end_to_end"}
 
 
 def test_latency_budget_over_the_end_to_end_target_is_bad_input(tmp_path):
