@@ -8,7 +8,9 @@ stay out of every other command's start-up.
 """
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import jinja2
 import matplotlib
@@ -39,6 +41,37 @@ class ReportTable:
     show_header: bool = True
 
 
+# Column headers and cell formats of the summary's list fields, by column name.
+_HEADERS = {
+    "attempted_passes": "passes",
+    "accepted_passes": "accepted",
+    "first_pass_yield": "first pass",
+    "worker_id": "worker",
+    "device_class": "device",
+    "busy_seconds": "busy s",
+    "available_seconds": "available s",
+    "avoided_device_seconds": "avoided s",
+    "avoided_cost": "avoided",
+    "net_saved": "net",
+    "holder": "rights holder",
+    "delivered_minutes": "minutes",
+    "royalty": "owed",
+    "p50_ms": "p50",
+    "p95_ms": "p95",
+    "budget_p95_ms": "p95 budget",
+    "within_budget": "",
+}
+_FORMATS: dict[str, Callable[[Any, str], str]] = {
+    **dict.fromkeys(("p50_ms", "p95_ms", "budget_p95_ms"), lambda v, _: ms(v)),
+    **dict.fromkeys(("yield", "first_pass_yield", "utilization"), lambda v, _: share(v)),
+    **dict.fromkeys(("avoided_cost", "net_saved", "royalty"), money),
+    **dict.fromkeys(("busy_seconds", "avoided_device_seconds"), lambda v, _: f"{v:,.1f}"),
+    "available_seconds": lambda v, _: f"{v:,.0f}",
+    "delivered_minutes": lambda v, _: f"{v:,.3f}",
+    "within_budget": lambda v, _: {True: "ok", False: "over"}.get(v, ""),
+}
+
+
 def tables(s: FloorSummary) -> list[ReportTable]:
     """The report's tables, for the terminal and the page alike."""
     c = s.currency
@@ -53,83 +86,36 @@ def tables(s: FloorSummary) -> list[ReportTable]:
         ["minutes without verified lineage", f"{s.unattributed_minutes:,.2f}"],
         ["objects rejected at ingest", str(s.rejected_objects)],
     ]
-    verdict = {True: "ok", False: "over"}
+    rejected = {len(headline) - 1} if s.rejected_objects else set()
+    over = {i for i, row in enumerate(s.latency) if row["within_budget"] is False}
+
+    def listed(
+        title: str, rows: list[dict[str, Any]], keys: tuple[str, ...], flagged: set[int]
+    ) -> ReportTable:
+        cells = [[_FORMATS.get(k, _text)(row[k], c) for k in keys] for row in rows]
+        return ReportTable(title, [_HEADERS.get(k, k) for k in keys], cells, flagged)
+
+    latency = ("stage", "attempts", "p50_ms", "p95_ms", "budget_p95_ms", "within_budget")
+    yields = ("model", "attempted_passes", "accepted_passes", "yield", "first_pass_yield")
+    use = ("worker_id", "device_class", "busy_seconds", "available_seconds", "utilization")
+    cache = ("stage", "hits", "computed", "avoided_device_seconds", "avoided_cost", "net_saved")
     return [
-        ReportTable(
-            "Factory floor",
-            ["measure", "value"],
-            headline,
-            flagged={len(headline) - 1} if s.rejected_objects else set(),
-            show_header=False,
-        ),
-        ReportTable(
-            "Stage latency against the budget (ms)",
-            ["stage", "attempts", "p50", "p95", "p95 budget", ""],
-            [
-                [
-                    r["stage"],
-                    str(r["attempts"]),
-                    ms(r["p50_ms"]),
-                    ms(r["p95_ms"]),
-                    ms(r["budget_p95_ms"]),
-                    verdict.get(r["within_budget"], ""),
-                ]
-                for r in s.latency
-            ],
-            flagged={i for i, r in enumerate(s.latency) if r["within_budget"] is False},
-        ),
-        ReportTable(
-            "Yield by model",
-            ["model", "passes", "accepted", "yield", "first pass"],
-            [
-                [
-                    r["model"],
-                    str(r["attempted_passes"]),
-                    str(r["accepted_passes"]),
-                    share(r["yield"]),
-                    share(r["first_pass_yield"]),
-                ]
-                for r in s.yield_by_model
-            ],
-        ),
-        ReportTable(
-            "Utilization by worker",
-            ["worker", "device", "busy s", "available s", "utilization"],
-            [
-                [
-                    r["worker_id"],
-                    r["device_class"],
-                    f"{r['busy_seconds']:,.1f}",
-                    f"{r['available_seconds']:,.0f}",
-                    share(r["utilization"]),
-                ]
-                for r in s.utilization_by_worker
-            ],
-        ),
-        ReportTable(
-            "Cache savings by stage",
-            ["stage", "hits", "computed", "avoided s", "avoided", "net"],
-            [
-                [
-                    r["stage"],
-                    str(r["hits"]),
-                    str(r["computed"]),
-                    f"{r['avoided_device_seconds']:,.1f}",
-                    money(r["avoided_cost"], c),
-                    money(r["net_saved"], c),
-                ]
-                for r in s.cache_by_stage
-            ],
-        ),
-        ReportTable(
+        ReportTable("Factory floor", ["measure", "value"], headline, rejected, show_header=False),
+        listed("Stage latency against the budget (ms)", s.latency, latency, over),
+        listed("Yield by model", s.yield_by_model, yields, set()),
+        listed("Utilization by worker", s.utilization_by_worker, use, set()),
+        listed("Cache savings by stage", s.cache_by_stage, cache, set()),
+        listed(
             "Royalties by rights holder",
-            ["rights holder", "minutes", "owed"],
-            [
-                [r["holder"], f"{r['delivered_minutes']:,.3f}", money(r["royalty"], c)]
-                for r in s.royalties_by_holder
-            ],
+            s.royalties_by_holder,
+            ("holder", "delivered_minutes", "royalty"),
+            set(),
         ),
     ]
+
+
+def _text(value: Any, _currency: str) -> str:
+    return str(value)
 
 
 def print_summary(s: FloorSummary, out: Console) -> None:

@@ -856,3 +856,21 @@ def test_cli_ingest_report_export(tmp_path, monkeypatch):
     export = runner.invoke(floor_app, ["export", "--to", str(tmp_path / "pq")])
     assert export.exit_code == 0, export.output
     assert (tmp_path / "pq" / "cost_per_delivered_minute.parquet").is_file()
+
+
+def test_html_report_escapes_what_the_store_says(floor):
+    from cli.report import render_html
+
+    _, warehouse = floor
+    s = summary(warehouse)
+    hostile = "<script>alert(1)</script>"
+    s = s.model_copy(
+        update={
+            "royalties_by_holder": [{**s.royalties_by_holder[0], "holder": hostile}],
+            "utilization_by_worker": [{**s.utilization_by_worker[0], "worker_id": hostile}],
+        }
+    )
+    page = render_html(s)
+    # In two tables (Jinja2 autoescape) and in a chart's labels (matplotlib's SVG).
+    assert "<script" not in page and page.count("&lt;script&gt;") == 3
+    assert page.count("<svg") == 5
