@@ -36,8 +36,10 @@ the store does not publish: ingest must reject it. R1 has no record.
 """
 
 import hashlib
+import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 from datetime import datetime, timedelta
@@ -743,6 +745,29 @@ def test_summary_markdown(floor):
     assert "| gate | 2,000 ms | 2,000 ms | 1,000 ms | ❌ |" in text
     assert "| studio-x | 0.900 | 0.4500 USD |" in text
     assert "| objects rejected at ingest | 1 |" in text
+
+
+def test_the_analysts_readme_shows_real_output(floor, capsys):
+    # storage/sql/README.md's example queries run against this fixture, and each
+    # shows its output: the output must be what the query gives now.
+    _, warehouse = floor
+    text = (Path(__file__).parent.parent / "storage" / "sql" / "README.md").read_text()
+    blocks = list(re.finditer(r"```(\w*)\n(.*?)```", text, re.S))
+    examples = [
+        (query.group(2), shown.group(2))
+        for query, shown in itertools.pairwise(blocks)
+        if (query.group(1), shown.group(1)) == ("sql", "text")
+        and not text[query.end() : shown.start()].strip()
+    ]
+    assert len(examples) >= 10
+
+    def same(table: str) -> str:  # the forged record's signing key is new every run
+        return re.sub(r"key id\(s\) [0-9a-f]+", "key id(s) …", table).strip()
+
+    with warehouse.connect() as con:
+        for query, shown in examples:
+            con.sql(query).show(max_width=10_000, max_col_width=10_000)
+            assert same(capsys.readouterr().out) == same(shown), query
 
 
 def test_missing_warehouse_says_to_ingest(tmp_path):
