@@ -73,11 +73,8 @@ from storage import keys
 from storage.ancestry import ancestry as store_ancestry
 from storage.floor_events import (
     EventWriter,
-    FloorLog,
-    list_availability_keys,
     list_event_keys,
-    read_availability,
-    read_events,
+    parse_events,
 )
 from storage.lineage import RecordStore
 from storage.local import LocalStore
@@ -406,7 +403,7 @@ def test_event_objects_are_write_once_batches(tmp_path):
     assert writer.write_batch("fa1", "b1", events) == key  # a retried flush: no-op
     with pytest.raises(WriteConflict):
         writer.write_batch("fa1", "b1", events[:1])
-    assert read_events(store, key) == events
+    assert parse_events(store.get(key)) == events
     assert list_event_keys(store) == [key]
     with pytest.raises(BadInput, match="flow run id"):
         writer.write_batch("../x", "b", events)
@@ -419,21 +416,6 @@ def test_event_objects_are_write_once_batches(tmp_path):
                 )
             ],
         )
-
-
-def test_floor_log_flushes_events_and_availability(tmp_path):
-    store = LocalStore(tmp_path)
-    log = FloorLog(worker_id=W1)
-    for row in EVENTS[:4]:
-        log.add(make_event(row))
-    keys_written = log.flush(store, "fa1", batch_id="end")
-    assert keys_written[0] == "floor/events/fa1/end.jsonl" and len(log) == 0
-    assert len(read_events(store, keys_written[0])) == 4
-    (availability_key,) = list_availability_keys(store, W1)
-    (interval,) = read_availability(store, availability_key)
-    assert interval.device_class == GPU and interval.up_to >= interval.up_from
-    assert log.flush(store, "fa1", availability=True) != []  # availability even when idle
-    assert len(list_event_keys(store)) == 1
 
 
 # -- the marts, against numbers worked out by hand ------------------------------------------
@@ -832,7 +814,7 @@ def test_ingest_and_export_on_s3(s3_env, tmp_path):
     assert report.loaded == {"events": 4, "availability": 4, "lineage": 7}
     assert len(report.rejected) == 1
     assert warehouse.counts()["raw_events"] == 22
-    assert warehouse.ingest(store).loaded_objects == 0
+    assert set(warehouse.ingest(store).loaded.values()) == {0}
     # Parquet straight to the bucket through DuckDB's httpfs, and read back the same way.
     exported = warehouse.export(f"s3://{bucket}/exports/floor")
     assert exported.tables["cost_per_delivered_minute"] == 5

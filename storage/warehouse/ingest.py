@@ -30,9 +30,8 @@ from pydantic import BaseModel, Field
 from factory.errors import IntegrityError, ObjectNotFound
 from factory.lineage import LineageRecord, record_digest
 from storage.floor_events import (
-    AVAILABILITY_PREFIX,
-    EVENTS_PREFIX,
-    SUFFIX,
+    list_availability_keys,
+    list_event_keys,
     parse_availability,
     parse_events,
 )
@@ -67,10 +66,6 @@ class IngestReport(BaseModel):
     added: dict[str, int] = Field(description="Rows new to the warehouse, by table")
     rejected: list[Rejected] = Field(default=[], description="Objects that were not loaded")
     seconds: float
-
-    @property
-    def loaded_objects(self) -> int:
-        return sum(self.loaded.values())
 
 
 def ingest(
@@ -191,8 +186,8 @@ class _Batch:
 
 def _list(store: ObjectStore) -> dict[str, list[str]]:
     return {
-        "events": [k for k in store.list(EVENTS_PREFIX) if k.endswith(SUFFIX)],
-        "availability": [k for k in store.list(AVAILABILITY_PREFIX) if k.endswith(SUFFIX)],
+        "events": list_event_keys(store),
+        "availability": list_availability_keys(store),
         "lineage": [k for k in store.list(RECORDS_PREFIX) if k.endswith(_LINEAGE_SUFFIX)],
     }
 
