@@ -42,6 +42,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -81,6 +82,7 @@ from storage.local import LocalStore
 from storage.objectstore import ObjectStore
 from storage.warehouse import (
     Warehouse,
+    WarehouseBusy,
     WarehouseMissing,
     connect_export,
     summary,
@@ -750,6 +752,31 @@ def test_the_analysts_readme_shows_real_output(floor, capsys):
         for query, shown in examples:
             con.sql(query).show(max_width=10_000, max_col_width=10_000)
             assert same(capsys.readouterr().out) == same(shown), query
+
+
+def test_a_reader_waits_for_a_writer_of_the_same_process(floor, tmp_path):
+    # DuckDB refuses a read-only connection to a file this process has open for writing
+    # (two flows closing their books at once): that is the lock, waited for like it.
+    _, shared = floor
+    path = shared.snapshot(tmp_path / "w.duckdb")
+    opened, release = threading.Event(), threading.Event()
+
+    def write() -> None:
+        with Warehouse(path).connect(read_only=False):
+            opened.set()
+            release.wait(10)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        assert opened.wait(10)
+        with pytest.raises(WarehouseBusy, match="locked"):
+            Warehouse(path, lock_timeout=0.2).query("select 1")
+        threading.Timer(0.3, release.set).start()
+        assert Warehouse(path).query("select count(*) from yield")[1] == [(2,)]
+    finally:
+        release.set()
+        writer.join()
 
 
 def test_missing_warehouse_says_to_ingest(tmp_path):

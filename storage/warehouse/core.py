@@ -25,7 +25,9 @@ from storage.warehouse import ingest as ingesting
 from storage.warehouse import lineage, models
 from storage.warehouse.schema import BOOKKEEPING_TABLES, FACT_TABLES, create_tables, row_counts
 
-_LOCK_HINT = "Could not set lock"
+# Another process holds the file's lock; or, in this process, another thread holds a
+# connection opened the other way (read-only vs writing), which DuckDB also refuses.
+_BUSY_HINTS = ("Could not set lock", "different configuration than existing connections")
 
 
 class WarehouseMissing(FactoryError):
@@ -82,8 +84,8 @@ class Warehouse:
         while True:
             try:
                 return duckdb.connect(str(self.path), read_only=read_only)
-            except duckdb.IOException as error:
-                if _LOCK_HINT not in str(error):
+            except (duckdb.IOException, duckdb.ConnectionException) as error:
+                if not any(hint in str(error) for hint in _BUSY_HINTS):
                     raise FactoryError(f"Cannot open the warehouse {self.path}: {error}") from None
                 if time.monotonic() >= deadline:
                     raise WarehouseBusy(
