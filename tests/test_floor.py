@@ -43,6 +43,7 @@ import re
 import subprocess
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -777,6 +778,27 @@ def test_a_reader_waits_for_a_writer_of_the_same_process(floor, tmp_path):
     finally:
         release.set()
         writer.join()
+
+
+def test_two_ingests_in_one_process_take_turns(tmp_path):
+    # Two flows of one process closing their books at once: both ingests finish, and
+    # each row is in once.
+    store = LocalStore(tmp_path / "store")
+    populate(store, tmp_path / "keys")
+    for round_ in range(3):
+        warehouse = Warehouse(
+            tmp_path / f"w{round_}.duckdb", price_card=PRICES, latency_budget=BUDGET
+        )
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            runs = [pool.submit(warehouse.ingest, store, batch_objects=2) for _ in range(2)]
+            reports = [run.result() for run in runs]
+        assert [len(report.rejected) for report in reports] == [1, 1]
+        counts = warehouse.counts()
+        assert (counts["raw_events"], counts["raw_lineage"], counts["ingested_objects"]) == (
+            22,
+            7,
+            15,
+        )
 
 
 def test_missing_warehouse_says_to_ingest(tmp_path):

@@ -9,6 +9,7 @@ than the live file while the factory ingests.
 import contextlib
 import os
 import shutil
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -28,6 +29,16 @@ from storage.warehouse.schema import BOOKKEEPING_TABLES, FACT_TABLES, create_tab
 # Another process holds the file's lock; or, in this process, another thread holds a
 # connection opened the other way (read-only vs writing), which DuckDB also refuses.
 _BUSY_HINTS = ("Could not set lock", "different configuration than existing connections")
+
+
+_WRITER_LOCKS: dict[Path, threading.Lock] = {}
+_WRITER_LOCKS_GUARD = threading.Lock()
+
+
+def _writer_lock(path: Path) -> threading.Lock:
+    """This process's lock for writing the warehouse file at ``path``."""
+    with _WRITER_LOCKS_GUARD:
+        return _WRITER_LOCKS.setdefault(path.resolve(), threading.Lock())
 
 
 class WarehouseMissing(FactoryError):
@@ -72,11 +83,27 @@ class Warehouse:
             )
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        con = self._open(read_only)
+        with contextlib.nullcontext() if read_only else self._writing_turn():
+            con = self._open(read_only)
+            try:
+                yield con
+            finally:
+                con.close()
+
+    @contextlib.contextmanager
+    def _writing_turn(self) -> Iterator[None]:
+        """One writer at a time in this process, as between processes.
+
+        DuckDB lets threads of one process write the same file at once, then fails one
+        of them on a conflict (two flows closing their books together).
+        """
+        lock = _writer_lock(self.path)
+        if not lock.acquire(timeout=self.lock_timeout):
+            raise self._busy()
         try:
-            yield con
+            yield
         finally:
-            con.close()
+            lock.release()
 
     def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
         deadline = time.monotonic() + self.lock_timeout
@@ -88,14 +115,16 @@ class Warehouse:
                 if not any(hint in str(error) for hint in _BUSY_HINTS):
                     raise FactoryError(f"Cannot open the warehouse {self.path}: {error}") from None
                 if time.monotonic() >= deadline:
-                    raise WarehouseBusy(
-                        f"The warehouse {self.path} is locked by another process (an ingest, "
-                        f"or an open DuckDB session) and stayed locked for "
-                        f"{self.lock_timeout:g} s. Read the Parquet export instead of the live "
-                        "file, or retry when it is free."
-                    ) from None
+                    raise self._busy() from None
                 time.sleep(pause)
                 pause = min(pause * 2, 1.0)
+
+    def _busy(self) -> "WarehouseBusy":
+        return WarehouseBusy(
+            f"The warehouse {self.path} is locked by another process (an ingest, or an open "
+            f"DuckDB session) and stayed locked for {self.lock_timeout:g} s. Read the Parquet "
+            "export instead of the live file, or retry when it is free."
+        )
 
     @contextlib.contextmanager
     def writer(self) -> Iterator[duckdb.DuckDBPyConnection]:
