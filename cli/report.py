@@ -209,6 +209,8 @@ def _chart(
             offsets = [p - 0.4 + width * (j + 0.5) for p in positions]
             axes.bar(offsets, shown, width=width, color=color, label=name)
     axes.set_xticks(list(positions), [label[:24] for label in labels], fontsize=8)
+    if kind == "bar":  # a lone bar keeps a bar's width rather than the whole chart's
+        axes.set_xlim(-0.6, max(len(labels), 3) - 0.4)
     if len(labels) > 8:
         axes.tick_params(axis="x", labelrotation=45)
     peak = max(values)
