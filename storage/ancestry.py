@@ -9,7 +9,7 @@ from collections import defaultdict
 from pydantic import BaseModel
 
 from factory.errors import IntegrityError
-from factory.lineage import LineageRecord, ModelInfo
+from factory.lineage import ModelInfo
 from storage.lineage_reader import LineageNode, LineageReader
 from storage.objectstore import ObjectStore
 from storage.trust import TrustedKeys
@@ -52,7 +52,7 @@ def ancestry(store: ObjectStore, trusted: TrustedKeys, digest: str) -> Ancestry:
     return summarise(
         digest,
         _tree(graph.root),
-        [(record.model, _seconds(record)) for record in renders if record.model],
+        [(record.model, render_seconds(record.parameters)) for record in renders if record.model],
     )
 
 
@@ -94,9 +94,10 @@ def summarise(digest: str, tree: AncestryNode, renders: list[tuple[ModelInfo, fl
     )
 
 
-def _seconds(record: LineageRecord) -> float:
-    frames = record.parameters.get("frames")
-    fps = record.parameters.get("fps")
+def render_seconds(parameters: dict) -> float:
+    """Seconds of video a render made (``frames / fps`` of its parameters), else 0."""
+    frames = parameters.get("frames")
+    fps = parameters.get("fps")
     if isinstance(frames, int) and isinstance(fps, int) and fps > 0:
         return frames / fps
     return 0.0

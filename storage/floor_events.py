@@ -12,26 +12,22 @@ raise WriteConflict. The warehouse (``storage.warehouse``) ingests new objects b
 key and deduplicates events by ``event_id``, so an event written twice (once by a
 failing task, once more by the flow's final flush) counts once.
 
-Typical use in a flow::
+Written from inside the Prefect tasks (``tasks.floor``): each task attempt writes its
+own event the moment it ends, and each run its worker's availability::
 
-    log = FloorLog(device_class=device_class())
-    log.add(FloorEvent.from_run(result.run, order_id=…, flow_run_id=…, task_run_id=…))
-    …
-    log.flush(store, flow_run_id)   # one events object + this worker's availability
+    EventWriter(store).write_event(FloorEvent.from_run(result.run, order_id=…, …))
+    EventWriter(store).write_availability(worker_id, [interval], batch_id=flow_run_id)
 """
 
 import re
-import threading
 import uuid
-from collections import Counter
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from factory.errors import BadInput, IntegrityError, validation_problems
-from factory.floor import FloorEvent, WorkerAvailability, default_worker_id
+from factory.floor import FloorEvent, WorkerAvailability
 from storage.objectstore import ObjectStore, write_once
 
 EVENTS_PREFIX = "floor/events/"
@@ -155,84 +151,3 @@ def list_event_keys(store: ObjectStore, flow_run_id: str | None = None) -> list[
 def list_availability_keys(store: ObjectStore, worker_id: str | None = None) -> list[str]:
     prefix = AVAILABILITY_PREFIX if worker_id is None else f"{AVAILABILITY_PREFIX}{worker_id}/"
     return [key for key in store.list(prefix) if key.endswith(SUFFIX)]
-
-
-def read_events(store: ObjectStore, key: str) -> list[FloorEvent]:
-    return parse_events(store.get(key), store.uri(key))
-
-
-def read_availability(store: ObjectStore, key: str) -> list[WorkerAvailability]:
-    return parse_availability(store.get(key), store.uri(key))
-
-
-class FloorLog:
-    """A flow run's floor events, collected in memory and written as one batch.
-
-    Thread-safe: tasks running in a thread pool may ``add`` concurrently. ``flush``
-    writes what was added since the last flush as one write-once object, plus one
-    availability interval for this process (from the log's creation, or the last
-    flush, until now), so idle time between runs shows in utilization.
-    """
-
-    def __init__(self, device_class: str | None = None, worker_id: str | None = None) -> None:
-        self.device_class = device_class
-        self.worker_id = worker_id or default_worker_id()
-        self.up_from = datetime.now(UTC)
-        self._events: list[FloorEvent] = []
-        self._lock = threading.Lock()
-
-    def add(self, event: FloorEvent) -> None:
-        with self._lock:
-            self._events.append(event)
-
-    def extend(self, events: Iterable[FloorEvent]) -> None:
-        with self._lock:
-            self._events.extend(events)
-
-    @property
-    def events(self) -> list[FloorEvent]:
-        with self._lock:
-            return list(self._events)
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._events)
-
-    def flush(
-        self,
-        store: ObjectStore,
-        flow_run_id: str,
-        *,
-        batch_id: str | None = None,
-        availability: bool = True,
-    ) -> list[str]:
-        """Write pending events (and this worker's availability); the keys written.
-
-        Events stay pending if the write fails, so a later flush retries them.
-        """
-        with self._lock:
-            pending = list(self._events)
-        now = datetime.now(UTC)
-        writer = EventWriter(store)
-        keys = []
-        if pending:
-            keys.append(writer.write_batch(flow_run_id, batch_id or uuid.uuid4().hex, pending))
-            with self._lock:
-                del self._events[: len(pending)]
-        # Without a device class given, the one this worker's events ran on (remembered).
-        self.device_class = self.device_class or _usual_device(pending, self.worker_id)
-        if availability and self.device_class is not None:
-            interval = WorkerAvailability(
-                worker_id=self.worker_id,
-                device_class=self.device_class,
-                up_from=self.up_from,
-                up_to=now,
-            )
-            keys.append(writer.write_availability(self.worker_id, [interval]))
-            self.up_from = now
-        return keys
-
-
-def _usual_device(events: list[FloorEvent], worker_id: str) -> str | None:
-    mine = Counter(event.device_class for event in events if event.worker_id == worker_id)
-    return mine.most_common(1)[0][0] if mine else None

@@ -17,7 +17,7 @@ from factory.assets import StageResult
 from factory.floor import FloorEvent, WorkerAvailability, default_worker_id
 from storage.floor_events import EventWriter
 from storage.objectstore import ObjectStore
-from storage.warehouse import Warehouse, WarehouseBusy, summary_markdown
+from storage.warehouse import Warehouse, WarehouseBusy, summary
 from tasks.clock import TASK_RETRIES, is_transient_error
 from tasks.provenance import RunContext
 from tasks.resources import Resources
@@ -113,7 +113,7 @@ def close_floor(
         Warehouse(resources.warehouse).ingest(resources.store)
     except WarehouseBusy:
         return None
-    return summary_markdown(resources.warehouse)
+    return summary(resources.warehouse).markdown()
 
 
 def close_floor_books(

@@ -18,7 +18,7 @@ from factory.orders import parse_order
 from flows.produce import produce
 from storage.assets import put_asset
 from storage.cache import CacheEntry, SegmentCache, cache_key, lease_key
-from storage.floor_events import list_event_keys, read_events
+from storage.floor_events import list_event_keys, parse_events
 from storage.lineage import RecordStore
 from storage.local import LocalStore
 from storage.verification import verify
@@ -69,7 +69,7 @@ def test_warm_run_renders_nothing_and_writes_the_same_deliverable(flow_env, tmp_
     events = [
         event
         for key in list_event_keys(store_, warm.flow_run_id)
-        for event in read_events(store_, key)
+        for event in parse_events(store_.get(key))
     ]
     assert len(events) == len(warm.runs)
     assert {(event.status, event.task_run_id) for event in events} == {("cache_hit", reuse_run)}

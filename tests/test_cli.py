@@ -1,5 +1,6 @@
 """Bad input through the `factory` command: exit code, a message that teaches, nothing written."""
 
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -181,3 +182,21 @@ def test_help_explains_every_command(env, monkeypatch, capsys):
         for parameter in command.params:
             if isinstance(parameter, TyperOption) and parameter.help:
                 assert parameter.opts[0] in text, (path, parameter.opts)
+
+
+def test_the_command_line_starts_without_duckdb_or_matplotlib():
+    # `factory --help` (and every command that does not need them) must not pay for
+    # importing the warehouse's engine or the report's charts: they load on use.
+    probe = (
+        "import sys, cli.main; "
+        "print(sorted(m for m in ('duckdb', 'matplotlib', 'jinja2') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).parent.parent,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["[]"]

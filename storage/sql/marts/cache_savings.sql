@@ -11,7 +11,7 @@
 
 with events as (
 
-    select * from int_events_attributed
+    select * from int_events_priced
 
 ),
 
@@ -23,7 +23,7 @@ floor_events as (
 
 default_price as (
 
-    select per_device_hour, currency from price_card where device_class = 'default'
+    select per_device_hour from price_card where device_class = 'default'
 
 ),
 
@@ -98,19 +98,17 @@ outcomes as (
         events.attributed_model as model,
         events.status,
         events.device_seconds,
-        events.device_seconds / 3600.0
-        * coalesce(hit_price.per_device_hour, default_price.per_device_hour) as cost,
+        events.cost,
         resolved.avoided_device_seconds,
         resolved.avoided_device_seconds / 3600.0
         * coalesce(original_price.per_device_hour, default_price.per_device_hour)
             as avoided_cost,
         resolved.resolved_from,
-        default_price.currency
+        events.currency
 
     from events
     cross join default_price
     left join resolved on resolved.event_id = events.event_id
-    left join price_card as hit_price on hit_price.device_class = events.device_class
     left join price_card as original_price
         on original_price.device_class = resolved.original_device_class
     where events.status in ('completed', 'cache_hit')

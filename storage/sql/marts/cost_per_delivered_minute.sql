@@ -3,43 +3,23 @@
 -- the date of its first event while it has not been delivered).
 --
 -- cost: every event's device-seconds (completed, failed, retried, rejected, cache
--- hits) priced at its device class's per-device-hour rate (price_card; 'default'
--- for classes it does not name). waste: failed and retried attempts, and every event
--- of a segment pass that was not accepted (is_waste in int_events_attributed).
+-- hits) priced at its device class's per-device-hour rate (int_events_priced:
+-- price_card, 'default' for classes it does not name). waste: failed and retried
+-- attempts, and every event of a segment pass that was not accepted (is_waste in
+-- int_events_attributed).
 -- cost_per_delivered_minute: this row's cost over the order's delivered minutes, so
 -- the rows of one order add up to the order's cost per delivered minute. Null while
 -- the order has delivered nothing.
 
-with events as (
+with priced as (
 
-    select * from int_events_attributed
+    select * from int_events_priced
 
 ),
 
 floor_events as (
 
     select * from stg_events
-
-),
-
-default_price as (
-
-    select per_device_hour, currency from price_card where device_class = 'default'
-
-),
-
-priced as (
-
-    select
-        events.*,
-        coalesce(price_card.per_device_hour, default_price.per_device_hour) as per_device_hour,
-        default_price.currency,
-        events.device_seconds / 3600.0
-        * coalesce(price_card.per_device_hour, default_price.per_device_hour) as cost
-
-    from events
-    cross join default_price
-    left join price_card on price_card.device_class = events.device_class
 
 ),
 

@@ -1,0 +1,93 @@
+-- headline: the floor's numbers over everything ingested so far, in one row.
+-- Delivered minutes count once per order (cost_per_delivered_minute repeats them on
+-- each of an order's rows); utilization leaves out work outside any availability.
+
+with per_order as (
+
+    select
+        order_id,
+        sum(cost) as cost,
+        sum(waste_cost) as waste_cost,
+        any_value(delivered_minutes) as minutes,
+        bool_or(delivered) as delivered
+
+    from cost_per_delivered_minute
+    group by order_id
+
+),
+
+cost as (
+
+    select
+        count(*) filter (where delivered) as delivered_orders,
+        coalesce(sum(minutes), 0) as delivered_minutes,
+        coalesce(sum(cost), 0) as cost,
+        coalesce(sum(waste_cost), 0) as waste_cost,
+        sum(cost) / nullif(sum(minutes), 0) as cost_per_delivered_minute
+
+    from per_order
+
+),
+
+passes as (
+
+    select
+        coalesce(sum(attempted_passes), 0) as attempted_passes,
+        coalesce(sum(accepted_passes), 0) as accepted_passes,
+        sum(accepted_passes) / nullif(sum(attempted_passes), 0) as yield,
+        sum(first_pass_accepted) / nullif(sum(segments), 0) as first_pass_yield
+
+    from yield
+
+),
+
+use as (
+
+    select
+        coalesce(sum(busy_seconds) filter (where available_seconds > 0), 0) as busy_seconds,
+        coalesce(sum(available_seconds), 0) as available_seconds,
+        sum(busy_seconds) filter (where available_seconds > 0)
+        / nullif(sum(available_seconds), 0) as utilization
+
+    from utilization
+
+),
+
+cache as (
+
+    select
+        coalesce(sum(hits), 0) as cache_hits,
+        coalesce(sum(avoided_cost), 0) as avoided_cost,
+        coalesce(sum(net_saved), 0) as net_saved
+
+    from cache_savings
+
+),
+
+owed as (
+
+    select
+        coalesce(sum(royalty), 0) as royalties_owed,
+        coalesce(sum(delivered_minutes) filter (where holder is null), 0)
+            as unattributed_minutes
+
+    from royalties
+
+),
+
+final as (
+
+    select
+        royalty_rate.currency,
+        cost.*,
+        passes.*,
+        use.*,
+        cache.*,
+        owed.*,
+        (select count(*) from rejected_objects) as rejected_objects
+
+    from royalty_rate, cost, passes, use, cache, owed
+
+)
+
+select * from final

@@ -1,0 +1,52 @@
+"""The model runner: config tables from the config files, then every SQL view in order.
+
+Each model is one ``.sql`` file under ``storage/sql`` (staging, then intermediate,
+then marts), a chain of named CTEs ending in ``select * from final``; the file
+``<layer>/<name>.sql`` becomes the view ``<name>``.
+"""
+
+import duckdb
+
+from factory.floor import LatencyBudget, PriceCard
+from storage.warehouse.schema import read_sql
+
+# Views in dependency order: each file creates the view named after it.
+MODELS: tuple[str, ...] = (
+    "staging/stg_events",
+    "staging/stg_availability",
+    "staging/stg_lineage",
+    "staging/stg_lineage_parents",
+    "intermediate/int_events_attributed",
+    "intermediate/int_events_priced",
+    "intermediate/int_segment_passes",
+    "intermediate/int_deliverable_models",
+    "marts/yield",
+    "marts/utilization",
+    "marts/cost_per_delivered_minute",
+    "marts/cache_savings",
+    "marts/royalties",
+    "marts/stage_latency",
+)
+MARTS: tuple[str, ...] = tuple(m.split("/")[1] for m in MODELS if m.startswith("marts/"))
+
+
+def refresh(con: duckdb.DuckDBPyConnection, card: PriceCard, budget: LatencyBudget) -> None:
+    """Reload the config tables and recreate every view, in one transaction."""
+    con.execute("begin")
+    for table in ("price_card", "royalty_rate", "latency_budget"):
+        con.execute(f"delete from {table}")
+    con.executemany(
+        "insert into price_card values (?, ?, ?)",
+        [(device, rate, card.currency) for device, rate in card.device_hour.items()],
+    )
+    con.execute(
+        "insert into royalty_rate values (?, ?)",
+        [card.royalty_per_delivered_minute, card.currency],
+    )
+    con.executemany(
+        "insert into latency_budget values (?, ?)",
+        [*budget.stages.items(), ("end_to_end", budget.end_to_end_ms)],
+    )
+    for model in MODELS:
+        con.execute(f"create or replace view {model.split('/')[1]} as\n{read_sql(model)}")
+    con.execute("commit")

@@ -1,0 +1,64 @@
+"""The warehouse's tables, defined once in ``storage/sql/schema.sql``.
+
+Writers run the DDL (every statement is ``create … if not exists``); what ingest
+needs to know about a table, its columns and their types, is read back from DuckDB's
+catalog rather than written down a second time.
+"""
+
+import functools
+from pathlib import Path
+
+import duckdb
+
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+
+# Exported name → table: the facts the marts are computed from, and the config they used.
+FACT_TABLES: dict[str, str] = {
+    "events": "raw_events",
+    "availability": "raw_availability",
+    "lineage": "raw_lineage",
+    "lineage_parents": "raw_lineage_parents",
+    "price_card": "price_card",
+    "royalty_rate": "royalty_rate",
+    "latency_budget": "latency_budget",
+}
+# The tables ingest loads from the store (config tables come from the config files).
+LOADED_TABLES: tuple[str, ...] = (
+    "raw_events",
+    "raw_availability",
+    "raw_lineage",
+    "raw_lineage_parents",
+)
+BOOKKEEPING_TABLES: tuple[str, ...] = ("ingested_objects", "rejected_objects")
+
+
+@functools.cache
+def read_sql(name: str) -> str:
+    """The text of ``storage/sql/<name>.sql`` (read once per process)."""
+    return (SQL_DIR / f"{name}.sql").read_text(encoding="utf-8")
+
+
+def create_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Create whatever table or index of the schema is missing."""
+    con.execute(read_sql("schema"))
+
+
+def columns(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
+    """Column name → DuckDB type of one table, in table order, from the catalog."""
+    rows = con.execute(
+        "select column_name, data_type from duckdb_columns() "
+        "where database_name = current_database() and schema_name = 'main' "
+        "and table_name = ? order by column_index",
+        [table],
+    ).fetchall()
+    return dict(rows)
+
+
+def row_counts(con: duckdb.DuckDBPyConnection, tables: tuple[str, ...]) -> dict[str, int]:
+    """Rows per table."""
+    return {t: con.execute(f"select count(*) from {t}").fetchone()[0] for t in tables}
+
+
+def sql_string(value: str) -> str:
+    """A SQL string literal."""
+    return "'" + value.replace("'", "''") + "'"
