@@ -34,8 +34,14 @@ def test_a_killed_run_is_marked_crashed_by_the_next_start(factory_home, tmp_path
     factory = str(Path(sys.executable).parent / "factory")
     command = [factory, "run", str(EXAMPLES / "tiny.yaml"), "--store", str(tmp_path / "store"),
                "--no-cache", "--out", str(tmp_path / "t.mp4")]  # fmt: skip
+    # Its own process group, so the kill takes its Prefect server with it, as a crash of
+    # the machine would (a lone SIGKILL leaves that server running, orphaned).
     victim = subprocess.Popen(
-        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        command,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     deadline = time.monotonic() + 240
     running = []
@@ -45,7 +51,7 @@ def test_a_killed_run_is_marked_crashed_by_the_next_start(factory_home, tmp_path
             break
         time.sleep(0.2)
     assert running, "the run never reached RUNNING with its process recorded"
-    victim.send_signal(signal.SIGKILL)
+    os.killpg(victim.pid, signal.SIGKILL)
     victim.wait()
     (killed_id, _, process) = running[0]
     assert process.endswith(f":{victim.pid}")
