@@ -91,7 +91,14 @@ def run(
 
     settings = Settings()
     models = load_models(settings, registry)
-    check_order(order, models, settings.models_dir)
+    from storage.inputs import InputSource
+
+    check_order(
+        order,
+        models,
+        settings.models_dir,
+        InputSource(open_store_option(store, settings), settings),
+    )
     target = output or Path("out") / f"{order.id}.mp4"
     _check_output(target, order.id)
     resources = open_resources(settings, device_class(), store, models)
@@ -354,10 +361,12 @@ def models(registry: RegistryOption = None) -> None:
 
 
 def _register_subcommands() -> None:
+    from cli.assets import assets_app
     from cli.cache import cache_app
     from cli.floor import floor_app
     from cli.keys import keys_app
 
+    app.add_typer(assets_app, name="assets")
     app.add_typer(cache_app, name="cache")
     app.add_typer(floor_app, name="floor", help="The factory floor: ingest, report, export")
     app.add_typer(keys_app, name="keys", help="Create, rotate and list the factory's signing keys")

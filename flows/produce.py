@@ -14,6 +14,8 @@ from factory.settings import Settings
 from flows.crashed_runs import claim_run
 from media.pipelines import device_class
 from storage.cache import CacheMode
+from storage.inputs import InputSource
+from storage.open import open_store
 from tasks.chain import FINAL, SEGMENT_CHAIN
 from tasks.floor import close_floor_books
 from tasks.prepare import check_order, prepare
@@ -68,7 +70,8 @@ def produce(
     settings = Settings()
     models = load_models(settings, registry)
     # Refused before anything is written: no key, asset or record for a bad order.
-    checked = check_order(order, models, settings.models_dir)
+    inputs = InputSource(open_store(store or settings.store_spec, settings), settings)
+    checked = check_order(order, models, settings.models_dir, inputs)
     resources = open_resources(settings, device_class(), store, models)
     context = RunContext(order_id=order.id, flow_run_id=str(flow_run.id))
     production = prepare(order, resources, checked, context)
