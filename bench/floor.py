@@ -39,6 +39,7 @@ from storage.floor_events import EventWriter
 from storage.lineage import RecordStore
 from storage.local import LocalStore
 from storage.objectstore import ObjectStore
+from storage.trust import local_anchor
 from storage.warehouse import MARTS, Warehouse
 
 PRICES = PriceCard(
@@ -144,12 +145,13 @@ def ingest_throughput(store: ObjectStore, tmp: Path, records: int, events: int) 
     start = time.perf_counter()
     write_records(store, tmp / "keys", records)
     write_records_s = time.perf_counter() - start
-    lineage = warehouse.ingest(store)
+    anchor = local_anchor(tmp / "keys")
+    lineage = warehouse.ingest(store, anchor)
     start = time.perf_counter()
     write_events(store, events)
     write_events_s = time.perf_counter() - start
-    floor = warehouse.ingest(store)
-    again = warehouse.ingest(store)
+    floor = warehouse.ingest(store, anchor)
+    again = warehouse.ingest(store, anchor)
     assert not lineage.rejected and not floor.rejected
     assert warehouse.counts()["raw_events"] == events
     return {

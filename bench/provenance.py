@@ -151,3 +151,7 @@ def _ref(store: LocalStore, digest: str):
     return AssetRef(
         digest=digest, uri=store.uri(key), key=key, media_type="video/mp4", size=info.size
     )
+
+
+if __name__ == "__main__":
+    main()

@@ -117,6 +117,7 @@ def ingest(
     """
     from factory.floor import load_latency_budget, load_price_card
     from storage.open import open_store
+    from storage.trust import resolve_anchor
     from storage.warehouse import Warehouse
 
     target = Warehouse(
@@ -124,9 +125,12 @@ def ingest(
         price_card=load_price_card(price_card),
         latency_budget=load_latency_budget(latency_budget),
     )
-    source = open_store(store or Settings().store_spec)
+    settings = Settings()
+    source = open_store(store or settings.store_spec, settings)
+    # Records count only when a key the factory root certified signed them.
+    anchor = resolve_anchor(settings.trust, settings.keys_dir)
     with _progress("ingesting objects") as update:
-        report = target.ingest(source, progress=update)
+        report = target.ingest(source, anchor, progress=update)
     table = Table.grid(padding=(0, 2))
     table.add_column(no_wrap=True)
     table.add_column()

@@ -20,6 +20,8 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import StateType
 from prefect.states import Crashed
 
+from storage.cache import process_alive
+
 _HOST = socket.gethostname()
 _OPEN = [StateType.RUNNING, StateType.PENDING, StateType.CANCELLING]
 
@@ -47,7 +49,7 @@ def mark_dead_runs_crashed() -> list[str]:
         )
         for run in runs:
             host, _, pid = (run.infrastructure_pid or "").rpartition(":")
-            if host != _HOST or not pid.isdigit() or _alive(int(pid)):
+            if host != _HOST or not pid.isdigit() or process_alive(int(pid)):
                 continue
             client.set_flow_run_state(
                 run.id,
@@ -60,13 +62,3 @@ def mark_dead_runs_crashed() -> list[str]:
             )
             marked.append(str(run.id))
     return marked
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process: alive
-    return True

@@ -220,7 +220,7 @@ class SegmentCache:
             return False
         if held.pid == os.getpid():
             return held.owner not in _held_here
-        return not _alive(held.pid)
+        return not process_alive(held.pid)
 
     def _release(self, where: str, owner: str) -> None:
         try:
@@ -241,7 +241,8 @@ def _legacy_facts(model: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process with ``pid`` exists on this host (someone else's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -110,7 +110,7 @@ def close_floor(
     if not ingest:
         return None
     try:
-        Warehouse(resources.warehouse).ingest(resources.store)
+        Warehouse(resources.warehouse).ingest(resources.store, resources.trust_anchor)
     except WarehouseBusy:
         return None
     return summary(resources.warehouse).markdown()

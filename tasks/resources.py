@@ -15,6 +15,7 @@ from media.credentials import CredentialSigner
 from storage import keys
 from storage.objectstore import ObjectStore
 from storage.open import open_store
+from storage.trust import TrustAnchor, resolve_anchor
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,11 @@ class Resources:
     @property
     def warehouse(self) -> Path:
         return self.settings.warehouse
+
+    @property
+    def trust_anchor(self) -> TrustAnchor:
+        """The root this factory's own readers (the warehouse ingest) judge records by."""
+        return resolve_anchor(self.settings.trust, self.settings.keys_dir)
 
 
 def load_models(settings: Settings, registry: Path | str | None = None) -> Registry:

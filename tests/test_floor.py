@@ -81,7 +81,7 @@ from storage.floor_events import (
 from storage.lineage import RecordStore
 from storage.local import LocalStore
 from storage.objectstore import ObjectStore
-from storage.trust import load_trusted_keys, local_anchor
+from storage.trust import TrustAnchor, load_trusted_keys, local_anchor
 from storage.warehouse import (
     Warehouse,
     WarehouseBusy,
@@ -278,7 +278,7 @@ def floor(tmp_path_factory: pytest.TempPathFactory) -> tuple[LocalStore, Warehou
     store = LocalStore(root / "store")
     populate(store, root / "keys")
     warehouse = Warehouse(root / "floor.duckdb", price_card=PRICES, latency_budget=BUDGET)
-    report = warehouse.ingest(store)
+    report = warehouse.ingest(store, local_anchor(root / "keys"))
     assert report.loaded == {"events": 4, "availability": 4, "lineage": 7}
     return store, warehouse
 
@@ -435,7 +435,7 @@ def test_ingest_rejects_the_unverifiable_record_and_loads_the_rest(floor):
     assert counts["raw_lineage_parents"] == 6
     (rejected,) = rows(warehouse, "select * from rejected_objects")
     assert rejected["uri"].endswith(f"{digest_of('DB')}.dsse.json")
-    assert "unknown key" in rejected["reason"]
+    assert "untrusted key" in rejected["reason"]
     assert counts["ingested_objects"] == 15
 
 
@@ -443,10 +443,11 @@ def test_ingest_is_idempotent(tmp_path):
     store = LocalStore(tmp_path / "store")
     populate(store, tmp_path / "keys")
     warehouse = Warehouse(tmp_path / "w.duckdb", price_card=PRICES, latency_budget=BUDGET)
-    first = warehouse.ingest(store, batch_objects=3)
+    anchor = local_anchor(tmp_path / "keys")
+    first = warehouse.ingest(store, anchor, batch_objects=3)
     before = warehouse.counts()
     marts_before = rows(warehouse, "select * from cost_per_delivered_minute order by all")
-    second = warehouse.ingest(store)
+    second = warehouse.ingest(store, anchor)
     assert first.added == {
         "raw_events": 22,
         "raw_availability": 4,
@@ -461,7 +462,7 @@ def test_ingest_is_idempotent(tmp_path):
     # The same objects under new names (say, copied to another prefix) add no rows either.
     for key in list_event_keys(store):
         store.put(key.replace("/final.jsonl", "/copy.jsonl"), store.get(key))
-    third = warehouse.ingest(store)
+    third = warehouse.ingest(store, anchor)
     assert third.loaded["events"] == 3 and warehouse.counts()["raw_events"] == 22
 
 
@@ -472,7 +473,7 @@ def test_a_malformed_events_object_is_reported_not_loaded(tmp_path):
         "floor/events/f/bad.jsonl", make_event(EVENTS[1]).model_dump_json().encode() + b"\n{oops\n"
     )
     warehouse = Warehouse(tmp_path / "w.duckdb", price_card=PRICES, latency_budget=BUDGET)
-    report = warehouse.ingest(store)
+    report = warehouse.ingest(store, TrustAnchor("0" * 64))
     (bad,) = report.rejected
     assert "bad.jsonl line 2" in bad.reason
     assert warehouse.counts()["raw_events"] == 1
@@ -749,7 +750,7 @@ def test_the_analysts_readme_shows_real_output(floor, capsys):
     assert len(examples) >= 10
 
     def same(table: str) -> str:  # the forged record's signing key is new every run
-        return re.sub(r"key id\(s\) [0-9a-f]+", "key id(s) …", table).strip()
+        return re.sub(r"untrusted key [0-9a-f]+", "untrusted key …", table).strip()
 
     with warehouse.connect() as con:
         for query, shown in examples:
@@ -787,12 +788,13 @@ def test_two_ingests_in_one_process_take_turns(tmp_path):
     # each row is in once.
     store = LocalStore(tmp_path / "store")
     populate(store, tmp_path / "keys")
+    anchor = local_anchor(tmp_path / "keys")
     for round_ in range(3):
         warehouse = Warehouse(
             tmp_path / f"w{round_}.duckdb", price_card=PRICES, latency_budget=BUDGET
         )
         with ThreadPoolExecutor(max_workers=2) as pool:
-            runs = [pool.submit(warehouse.ingest, store, batch_objects=2) for _ in range(2)]
+            runs = [pool.submit(warehouse.ingest, store, anchor, batch_objects=2) for _ in range(2)]
             reports = [run.result() for run in runs]
         assert [len(report.rejected) for report in reports] == [1, 1]
         counts = warehouse.counts()
@@ -861,11 +863,12 @@ def test_ingest_and_export_on_s3(s3_env, tmp_path):
     store = open_store(f"s3://{bucket}/factory")
     populate(store, tmp_path / "keys")
     warehouse = Warehouse(tmp_path / "s3.duckdb", price_card=PRICES, latency_budget=BUDGET)
-    report = warehouse.ingest(store)
+    anchor = local_anchor(tmp_path / "keys")
+    report = warehouse.ingest(store, anchor)
     assert report.loaded == {"events": 4, "availability": 4, "lineage": 7}
     assert len(report.rejected) == 1
     assert warehouse.counts()["raw_events"] == 22
-    assert set(warehouse.ingest(store).loaded.values()) == {0}
+    assert set(warehouse.ingest(store, anchor).loaded.values()) == {0}
     # Parquet straight to the bucket through DuckDB's httpfs, and read back the same way.
     exported = warehouse.export(f"s3://{bucket}/exports/floor")
     assert exported.tables["cost_per_delivered_minute"] == 5
@@ -884,6 +887,7 @@ def test_cli_ingest_report_export(tmp_path, monkeypatch):
     store = LocalStore(tmp_path / "store")
     populate(store, tmp_path / "keys")
     monkeypatch.setenv("FACTORY_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("FACTORY_TRUST", f"sha256:{keys.root_fingerprint(tmp_path / 'keys')}")
     runner = CliRunner()
     missing = runner.invoke(floor_app, ["report"])
     assert missing.exit_code == 1 and "factory floor ingest" in missing.output
@@ -904,7 +908,7 @@ def test_cli_ingest_report_export(tmp_path, monkeypatch):
     )  # fmt: skip
     # One forged record: everything else is loaded, and the exit status says so.
     assert ingest.exit_code == 1, ingest.output
-    assert "rejected" in ingest.output and "unknown key" in ingest.output
+    assert "rejected" in ingest.output and "untrusted key" in ingest.output
     assert (tmp_path / "home" / "floor.duckdb").is_file()
     report = runner.invoke(floor_app, ["report"])
     assert report.exit_code == 0, report.output

@@ -8,6 +8,7 @@ from factory.orders import load_order
 from flows.produce import produce
 from storage.ancestry import ancestry
 from storage.local import LocalStore
+from storage.trust import local_anchor
 from storage.warehouse import Warehouse
 from tests.trusted import local_trust
 
@@ -44,7 +45,7 @@ def test_produced_order_is_in_the_warehouse(flow_env, tmp_path, monkeypatch):
     # A warm run adds cache hits, and re-ingesting changes nothing.
     produce(order, str(tmp_path / "store"))
     _, before = warehouse.query("select count(*) from stg_events")
-    assert sum(warehouse.ingest(LocalStore(tmp_path / "store")).added.values()) == 0
+    assert sum(warehouse.ingest(stored, local_anchor(flow_env / "keys")).added.values()) == 0
     _, after = warehouse.query("select count(*) from stg_events")
     assert before == after
     _, hits = warehouse.query("select count(*) from stg_events where cache_hit")

@@ -21,6 +21,7 @@ from factory.errors import FactoryError
 from factory.floor import LatencyBudget, PriceCard, load_latency_budget, load_price_card
 from storage.ancestry import Ancestry
 from storage.objectstore import ObjectStore
+from storage.trust import TrustAnchor
 from storage.warehouse import export as exporting
 from storage.warehouse import ingest as ingesting
 from storage.warehouse import lineage, models
@@ -149,14 +150,21 @@ class Warehouse:
     def ingest(
         self,
         store: ObjectStore,
+        anchor: TrustAnchor,
         *,
         progress: ingesting.Progress | None = None,
         batch_objects: int = 2000,
         fetch_workers: int = 16,
     ) -> ingesting.IngestReport:
-        """Load new events, availability and verified lineage records from the store."""
+        """Load new events, availability and lineage records from the store; a record loads
+        only if it verifies under a key ``anchor``'s root certified."""
         return ingesting.ingest(
-            self, store, progress=progress, batch_objects=batch_objects, fetch_workers=fetch_workers
+            self,
+            store,
+            anchor,
+            progress=progress,
+            batch_objects=batch_objects,
+            fetch_workers=fetch_workers,
         )
 
     def refresh_models(self, con: duckdb.DuckDBPyConnection | None = None) -> None:

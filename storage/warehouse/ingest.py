@@ -38,6 +38,7 @@ from storage.floor_events import (
 from storage.lineage import RECORDS_PREFIX
 from storage.lineage_reader import LineageReader
 from storage.objectstore import ObjectStore
+from storage.trust import TrustAnchor
 from storage.warehouse.schema import LOADED_TABLES, columns, row_counts, sql_string
 
 if TYPE_CHECKING:
@@ -71,6 +72,7 @@ class IngestReport(BaseModel):
 def ingest(
     warehouse: "Warehouse",
     store: ObjectStore,
+    anchor: TrustAnchor,
     *,
     progress: Progress | None = None,
     batch_objects: int = 2000,
@@ -95,7 +97,9 @@ def ingest(
     loaded = dict.fromkeys(listed, 0)
     rows = dict.fromkeys(LOADED_TABLES, 0)
     rejected: list[Rejected] = []
-    reader = LineageReader.of(store) if any(kind == "lineage" for kind, _, _ in todo) else None
+    reader = (
+        LineageReader.of(store, anchor) if any(kind == "lineage" for kind, _, _ in todo) else None
+    )
     notify("ingest", 0, len(todo))
     done = 0
     with (
