@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cli.common import StoreOption, open_store_option, trusted_keys
+from cli.common import JsonOption, StoreOption, open_store_option, trusted_keys
 from factory.errors import BadInput
 from factory.settings import Settings
 from storage.objectstore import ObjectStore
@@ -36,11 +36,14 @@ def _store(spec: str | None) -> tuple[ObjectStore, TrustedKeys]:
 
 
 @cache_app.command()
-def stats(store: StoreOption = None) -> None:
+def stats(store: StoreOption = None, as_json: JsonOption = False) -> None:
     """Entries, bytes, hit rate and device-seconds saved, per stage."""
     from storage.cache_maintenance import cache_stats
 
     result = cache_stats(*_store(store))
+    if as_json:
+        out.print_json(result.model_dump_json())
+        return
     table = Table(title=f"Segment cache (hit rate {result.hit_rate:.1%})")
     for column in ("stage", "entries", "MB", "computed", "reused", "device-s saved"):
         table.add_column(column, justify="right" if column != "stage" else "left")

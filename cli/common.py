@@ -30,6 +30,10 @@ RegistryOption = Annotated[
     ),
 ]
 
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print the result as JSON on stdout, for scripts")
+]
+
 TrustOption = Annotated[
     str | None,
     typer.Option(

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cli.common import StoreOption, open_store_option
+from cli.common import JsonOption, StoreOption, open_store_option
 from factory.errors import BadInput
 from factory.settings import Settings
 from storage import keys
@@ -67,7 +67,9 @@ def rotate_keys(store: StoreOption = None, keys_dir: KeysDirOption = None) -> No
 
 
 @keys_app.command("list")
-def list_keys(store: StoreOption = None, keys_dir: KeysDirOption = None) -> None:
+def list_keys(
+    store: StoreOption = None, keys_dir: KeysDirOption = None, as_json: JsonOption = False
+) -> None:
     """Lineage keys in the store: whether this factory's root certified them, and which signs.
 
     A key marked untrusted sits in the store without a statement from the root: verifiers
@@ -78,6 +80,25 @@ def list_keys(store: StoreOption = None, keys_dir: KeysDirOption = None) -> None
     published = keys.load_public_keys(target)
     active = keys.active_key_id(keys_dir)
     local = set(keys.local_key_ids(keys_dir))
+    if as_json:
+        out.print_json(
+            data={
+                "store": target.url,
+                "root": f"sha256:{trusted.root}",
+                "c2pa_roots": len(trusted.c2pa_roots),
+                "keys": [
+                    {
+                        "key_id": key_id,
+                        "trust": trusted.status(key_id),
+                        "published": key_id in published,
+                        "active": key_id == active,
+                        "on_disk": key_id in local,
+                    }
+                    for key_id in sorted(published.keys() | local | trusted.lineage.keys())
+                ],
+            }
+        )
+        return
     table = Table(title=f"Lineage keys in {target.url}, judged by root sha256:{trusted.root}")
     table.add_column("key id", overflow="fold")
     table.add_column("trust")

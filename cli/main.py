@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from cli.common import (
+    JsonOption,
     RegistryOption,
     StoreOption,
     TrustOption,
@@ -24,9 +25,49 @@ from factory.settings import Settings
 app = typer.Typer(
     help="Asset factory for generated video: orders in, signed H.264 deliverables out.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
+
+
+def _flags_as_flags() -> None:
+    """Show on/off options as bare flags (``--json``), not ``--json <bool>``, in help.
+
+    typer 0.29's rich help prints a type for every option, flags included.
+    """
+    from typer.core import TyperOption
+
+    shown = TyperOption.display_type_rich
+
+    def display_type_rich(self, ctx):  # type: ignore[no-untyped-def]
+        return None if self.is_flag and self.is_bool_flag else shown(self, ctx)
+
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_flags_as_flags()
+
+
+def _version(value: bool) -> None:
+    if value:
+        from factory import __version__
+
+        out.print(f"factory {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit"
+        ),
+    ] = False,
+) -> None:
+    """Asset factory for generated video: orders in, signed H.264 deliverables out."""
+
+
 console = Console(stderr=True)
 out = Console()
 
@@ -91,7 +132,14 @@ def run(
 
     settings = Settings()
     models = load_models(settings, registry)
-    check_order(order, models, settings.models_dir)
+    from storage.inputs import InputSource
+
+    check_order(
+        order,
+        models,
+        settings.models_dir,
+        InputSource(open_store_option(store, settings), settings),
+    )
     target = output or Path("out") / f"{order.id}.mp4"
     _check_output(target, order.id)
     resources = open_resources(settings, device_class(), store, models)
@@ -317,12 +365,23 @@ def _devices(delivery) -> str:
 
 
 @app.command()
-def models(registry: RegistryOption = None) -> None:
+def models(registry: RegistryOption = None, as_json: JsonOption = False) -> None:
     """List the model registry: where each model's weights are, provenance and royalties."""
     from factory.registry import load_registry
 
     settings = Settings()
     reg = load_registry(registry or settings.registry)
+    if as_json:
+        out.print_json(
+            data={
+                "sources": [str(source) for source in reg.sources],
+                "models": {
+                    name: entry.model_dump(mode="json")
+                    for name, entry in sorted(reg.models.items())
+                },
+            }
+        )
+        return
     table = Table(title=f"Models ({', '.join(str(s) for s in reg.sources)})")
     for column in (
         "name",
@@ -354,10 +413,12 @@ def models(registry: RegistryOption = None) -> None:
 
 
 def _register_subcommands() -> None:
+    from cli.assets import assets_app
     from cli.cache import cache_app
     from cli.floor import floor_app
     from cli.keys import keys_app
 
+    app.add_typer(assets_app, name="assets")
     app.add_typer(cache_app, name="cache")
     app.add_typer(floor_app, name="floor", help="The factory floor: ingest, report, export")
     app.add_typer(keys_app, name="keys", help="Create, rotate and list the factory's signing keys")

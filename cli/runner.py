@@ -71,20 +71,17 @@ def run_with_progress(
     ``workers`` sizes the flow's task pool (stage tasks that run at once); without
     ``verbose`` the terminal shows no Prefect tracebacks (the caller prints the error).
     """
-    from prefect.task_runners import ThreadPoolTaskRunner
-
     from flows.crashed_runs import mark_dead_runs_crashed
-    from flows.produce import produce
+    from flows.produce import for_store
 
     if not verbose:
         quiet_console()
 
-    flow = produce.with_options(task_runner=ThreadPoolTaskRunner(max_workers=workers))
     parameters = {"store": store, "cache": cache, "floor": floor, "registry": registry}
     if not show:
         with local_run_settings():
             mark_dead_runs_crashed()
-            return flow(order, **parameters)
+            return for_store(store, workers)(order, **parameters)
     count = len(order.segments)
     bars = Progress(
         TextColumn("{task.description:<28}"),
@@ -117,5 +114,6 @@ def run_with_progress(
     with local_run_settings():
         for run_id in mark_dead_runs_crashed():
             console.print(f"marked flow run {run_id} Crashed: its process is gone")
+        flow = for_store(store, workers)
         with bars, progress.listening(on_event):
             return flow(order, **parameters)

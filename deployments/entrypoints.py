@@ -2,15 +2,14 @@
 
 Prefect imports this module on the worker (``prefect.yaml`` and ``serve.py`` name
 ``deployments/entrypoints.py:produce``), so the settings read here are the worker's
-own: ``FACTORY_TASK_WORKERS``, else 1 on a CPU-only host and 4 with CUDA.
+own: ``FACTORY_TASK_WORKERS``, else 1 on a CPU-only host and 4 with CUDA. Results are
+persisted in the worker's default store (``FACTORY_STORE``, else under ``FACTORY_HOME``),
+under ``results/``, where API callers read them back.
 """
 
-from prefect.task_runners import ThreadPoolTaskRunner
-
 from factory.settings import Settings
-from flows.produce import produce as produce_flow
+from flows.produce import for_store
 from media.pipelines import default_task_workers
 
-produce = produce_flow.with_options(
-    task_runner=ThreadPoolTaskRunner(max_workers=Settings().task_workers or default_task_workers())
-)
+_settings = Settings()
+produce = for_store(_settings.store_spec, _settings.task_workers or default_task_workers())

@@ -69,3 +69,43 @@ class StageResult(Recorded):
     """What every stage function returns: the asset, its record digest and its run record."""
 
     run: RunRecord
+
+
+class Delivery(BaseModel):
+    """What a finished production returns to its caller (CLI, API client, UI).
+
+    It is the flow run's persisted result: Prefect stores it as JSON in the factory's store
+    (see ``tasks.results``), where the API's ``state.data.storage_key`` points.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    order_id: str
+    flow_run_id: str
+    deliverable: AssetRef
+    record_digest: str = Field(description="SHA-256 of the deliverable's lineage record")
+    duration_s: float = Field(description="Seconds of video delivered")
+    store: str
+    runs: list[RunRecord]
+    verified: bool | None = Field(
+        default=None,
+        description="Whether the deliverable verified (C2PA and signed lineage) against the "
+        "factory's root at the end of the run; None when not checked",
+    )
+    problems: list[str] = Field(default_factory=list, description="Why it did not verify")
+    cost: float | None = Field(
+        default=None,
+        description="This run's stage device time priced by the price card (failed attempts "
+        "and retries are in the floor warehouse, not here)",
+    )
+    currency: str = "USD"
+
+    @property
+    def device_seconds(self) -> float:
+        return sum(run.device_seconds for run in self.runs)
+
+    @property
+    def verdict(self) -> str:
+        if self.verified is None:
+            return "not checked"
+        return "VERIFIED" if self.verified else "NOT VERIFIED: " + "; ".join(self.problems)

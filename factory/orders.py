@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -42,6 +43,22 @@ X264_PRESETS = (
 Placement = Literal["top-left", "top-right", "bottom-left", "bottom-right"]
 _HEX_COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
 
+# An input image (logo, background) is named by one of: a store digest, as `factory assets
+# put` prints it; an s3:// or file:// URI; an absolute path on the host that runs the order.
+# A relative path means nothing to a server (it would resolve against the serving process's
+# directory), so only order files resolve them (beside the file) before validation.
+IMAGE_REF_PATTERN = (
+    r"^(sha256:[0-9a-f]{64}|s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.+|file:///.+|/.+)$"
+)
+_IMAGE_REF = re.compile(IMAGE_REF_PATTERN)
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+_URL_LIKE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")
+ImageRefKind = Literal["digest", "s3", "file", "path"]
+_IMAGE_REF_HELP = (
+    "give a store digest (sha256:<64 hex>, as `factory assets put FILE` prints it), an "
+    "s3://bucket/key or file:///path URI, or an absolute path on the host that runs the order"
+)
+
 # An order file is read whole and parsed in memory: 500 segments with long prompts fit
 # in a fraction of this, and anything larger is refused before it is parsed.
 MAX_ORDER_BYTES = 1024 * 1024
@@ -57,6 +74,42 @@ def _not_a_boolean(value: object) -> object:
 
 
 NotBoolean = BeforeValidator(_not_a_boolean)
+
+
+def image_ref_kind(value: str) -> ImageRefKind:
+    """What an image reference names: a store digest, an S3 object, a file URI or a path."""
+    if value.startswith("sha256:"):
+        return "digest"
+    if value.startswith("s3://"):
+        return "s3"
+    if value.startswith("file://"):
+        return "file"
+    return "path"
+
+
+def _check_image_ref(value: str | None) -> str | None:
+    if value is None or _IMAGE_REF.match(value):
+        return value
+    if value.startswith("sha256:") and not _DIGEST.match(value):
+        raise ValueError(
+            "is not a store digest: write sha256: and 64 lowercase hex digits, as "
+            "`factory assets put FILE` prints them"
+        )
+    if _URL_LIKE.match(value):
+        raise ValueError(f"is a URI the factory cannot read; {_IMAGE_REF_HELP}")
+    raise ValueError(
+        "is a relative path, which has no meaning to the process that runs the order; "
+        + _IMAGE_REF_HELP
+    )
+
+
+# The pattern also goes into the JSON schema, so Prefect refuses a bad reference when a
+# flow run is created through the API, not when it starts.
+ImageRef = Annotated[
+    str | None,
+    AfterValidator(_check_image_ref),
+    Field(json_schema_extra={"pattern": IMAGE_REF_PATTERN}),
+]
 
 
 class Segment(BaseModel):
@@ -80,12 +133,14 @@ class Segment(BaseModel):
         ge=MIN_SIDE,
         le=MAX_WIDTH,
         description=f"Output width, even, {MIN_SIDE}–{MAX_WIDTH}",
+        json_schema_extra={"multipleOf": 2},
     )
     height: Annotated[int, NotBoolean] = Field(
         default=360,
         ge=MIN_SIDE,
         le=MAX_HEIGHT,
         description=f"Output height, even, {MIN_SIDE}–{MAX_HEIGHT}",
+        json_schema_extra={"multipleOf": 2},
     )
     model: str = Field(
         default="tiny", min_length=1, max_length=100, description="A name from the model registry"
@@ -116,8 +171,10 @@ class CompositeSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     background_color: str = Field(default="#101418", description="Canvas colour, #RRGGBB")
-    background_image: str | None = Field(
-        default=None, description="Image file for the canvas (scaled to cover); overrides colour"
+    background_image: ImageRef = Field(
+        default=None,
+        description="Image for the canvas (scaled to cover; overrides colour): a store digest "
+        "(sha256:…), an s3:// or file:// URI, or an absolute path",
     )
     captions: list[str] = Field(
         default_factory=list,
@@ -127,8 +184,10 @@ class CompositeSpec(BaseModel):
     caption_size: Annotated[int, NotBoolean] = Field(
         default=24, ge=8, le=200, description="Caption font size in pixels"
     )
-    logo: str | None = Field(
-        default=None, description="Logo image file (PNG with alpha works best)"
+    logo: ImageRef = Field(
+        default=None,
+        description="Logo image (PNG with alpha works best): a store digest (sha256:…), an "
+        "s3:// or file:// URI, or an absolute path",
     )
     logo_placement: Placement = "top-right"
     logo_scale: Annotated[float, NotBoolean] = Field(
@@ -290,7 +349,8 @@ def _parse_order_text(text: str, path: Path) -> object:
 
 
 def load_order(path: Path | str) -> Order:
-    """Read an order from a .yaml/.yml/.json file; relative image paths resolve beside it.
+    """Read an order from a .yaml/.yml/.json file; relative image paths resolve beside it
+    (digests and URIs are kept as they are).
 
     The file may be at most ``MAX_ORDER_BYTES`` long, and YAML aliases are refused.
     """
@@ -305,6 +365,10 @@ def load_order(path: Path | str) -> Order:
     if isinstance(composite, dict):
         for field in ("background_image", "logo"):
             value = composite.get(field)
-            if isinstance(value, str) and not Path(value).is_absolute():
-                composite[field] = str((path.parent / value).resolve())
+            if (
+                isinstance(value, str)
+                and image_ref_kind(value) == "path"
+                and not _URL_LIKE.match(value)
+            ):
+                composite[field] = str((path.parent / Path(value).expanduser()).resolve())
     return parse_order(data, str(path))

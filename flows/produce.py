@@ -2,23 +2,26 @@
 
 from datetime import UTC, datetime
 
-from prefect import flow
+from prefect import Flow, flow
 from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
-from pydantic import BaseModel, ConfigDict, Field
 
-from factory.assets import AssetRef, RunRecord, StageResult
+from factory.assets import Delivery, StageResult
 from factory.orders import Order
 from factory.settings import Settings
 from flows.crashed_runs import claim_run
 from media.pipelines import device_class
 from storage.cache import CacheMode
+from storage.inputs import InputSource
+from storage.open import open_store
 from tasks.chain import FINAL, SEGMENT_CHAIN
+from tasks.delivery import publish_delivery
 from tasks.floor import close_floor_books
 from tasks.prepare import check_order, prepare
 from tasks.provenance import RunContext
 from tasks.resources import load_models, open_resources
+from tasks.results import store_results
 from tasks.reuse import Reused, reuse_task
 from tasks.stage_tasks import STAGE_TASKS
 
@@ -26,27 +29,17 @@ from tasks.stage_tasks import STAGE_TASKS
 Staged = StageResult | PrefectFuture[StageResult]
 
 
-class Delivery(BaseModel):
-    """What a finished production returns to its caller (CLI, API client, UI)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    order_id: str
-    flow_run_id: str
-    deliverable: AssetRef
-    record_digest: str = Field(description="SHA-256 of the deliverable's lineage record")
-    duration_s: float = Field(description="Seconds of video delivered")
-    store: str
-    runs: list[RunRecord]
-
-    @property
-    def device_seconds(self) -> float:
-        return sum(run.device_seconds for run in self.runs)
-
-
 # One worker by default: on a CPU-only host the render's threads already use every
 # core. Entry points size the pool from the settings (`produce.with_options`).
-@flow(name="produce", task_runner=ThreadPoolTaskRunner(max_workers=1), log_prints=True)
+# The result (a Delivery, as JSON) is persisted; entry points point its storage into the
+# factory's store (`for_store`), where API callers read it back.
+@flow(
+    name="produce",
+    task_runner=ThreadPoolTaskRunner(max_workers=1),
+    log_prints=True,
+    persist_result=True,
+    result_serializer="json",
+)
 def produce(
     order: Order,
     store: str | None = None,
@@ -68,7 +61,8 @@ def produce(
     settings = Settings()
     models = load_models(settings, registry)
     # Refused before anything is written: no key, asset or record for a bad order.
-    checked = check_order(order, models, settings.models_dir)
+    inputs = InputSource(open_store(store or settings.store_spec, settings), settings)
+    checked = check_order(order, models, settings.models_dir, inputs)
     resources = open_resources(settings, device_class(), store, models)
     context = RunContext(order_id=order.id, flow_run_id=str(flow_run.id))
     production = prepare(order, resources, checked, context)
@@ -93,14 +87,26 @@ def produce(
     )
     runs = [_result(output).run for outputs in staged for output in outputs]
     close_floor_books(resources, context, started, ingest=floor)
-    return Delivery(
-        order_id=order.id,
-        flow_run_id=context.flow_run_id,
-        deliverable=assembled.asset,
-        record_digest=assembled.record_digest,
-        duration_s=order.duration_s,
-        store=resources.store.url,
-        runs=[*runs, assembled.run],
+    return publish_delivery(
+        resources,
+        Delivery(
+            order_id=order.id,
+            flow_run_id=context.flow_run_id,
+            deliverable=assembled.asset,
+            record_digest=assembled.record_digest,
+            duration_s=order.duration_s,
+            store=resources.store.url,
+            runs=[*runs, assembled.run],
+        ),
+    )
+
+
+def for_store(store_url: str, workers: int) -> Flow:
+    """The produce flow with ``workers`` task threads and its result persisted in the store
+    at ``store_url`` (the result-storage block is saved on the Prefect server)."""
+    return produce.with_options(
+        task_runner=ThreadPoolTaskRunner(max_workers=workers),
+        result_storage=store_results(store_url),
     )
 
 

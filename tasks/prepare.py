@@ -6,16 +6,18 @@ a refused order leaves nothing behind.
 
 import stat
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict
 
 from factory.assets import Recorded
 from factory.errors import BadInput
-from factory.orders import Order
+from factory.orders import Order, image_ref_kind
 from factory.registry import Registry, ResolvedModel
 from media.captions import check_captions
 from media.images import MAX_IMAGE_BYTES, check_image_bytes, inspect_image
 from media.weights import resolve_model
+from storage.inputs import InputSource, file_path
 from tasks.provenance import RunContext, ingest_input
 from tasks.resources import Resources
 
@@ -33,9 +35,26 @@ class Production(BaseModel):
     logo: Recorded | None
 
 
-def _read_image(path_text: str, role: str) -> tuple[bytes, str]:
-    """An input image's bytes and media type, checked (format, size, decoding) on the way."""
-    path = Path(path_text).expanduser()
+def _read_image(ref: str, role: str, inputs: InputSource) -> tuple[bytes, str]:
+    """An input image's bytes and media type, checked (format, size, decoding) on the way.
+
+    ``ref`` is a local path or file:// URI, a store digest, or an s3:// URI (see
+    ``factory.orders.ImageRef``); every kind goes through the same checks.
+    """
+    kind = image_ref_kind(ref)
+    if kind in ("digest", "s3"):
+        what = f"composite.{role} {ref}"
+        data = inputs.read(ref, what)
+        image = inspect_image(data, what)
+        suffix = Path(urlsplit(ref).path).suffix.lower() if kind == "s3" else ""
+        if suffix in _EXTENSIONS and _EXTENSIONS[suffix] != image.format:
+            raise BadInput(f"{what} holds {image.format} data but is named {suffix}")
+        return data, image.media_type
+    return read_image_file(file_path(ref), role)
+
+
+def read_image_file(path: Path, role: str) -> tuple[bytes, str]:
+    """A local image file's bytes and media type, checked as every order input is."""
     what = f"composite.{role} {path}"
     expected = _EXTENSIONS.get(path.suffix.lower())
     if expected is None:
@@ -59,23 +78,26 @@ def _read_image(path_text: str, role: str) -> tuple[bytes, str]:
     return data, image.media_type
 
 
-def _images(order: Order) -> dict[str, tuple[bytes, str]]:
+def _images(order: Order, inputs: InputSource) -> dict[str, tuple[bytes, str]]:
     return {
-        role: _read_image(value, role)
+        role: _read_image(value, role, inputs)
         for role in _IMAGE_ROLES
         if (value := getattr(order.composite, role))
     }
 
 
-def check_order(order: Order, registry: Registry, models_dir: Path) -> dict[str, ResolvedModel]:
+def check_order(
+    order: Order, registry: Registry, models_dir: Path, inputs: InputSource | None = None
+) -> dict[str, ResolvedModel]:
     """Refuse an order that cannot be produced, before anything is written or started.
 
-    Checks the models, the input images (format, size, decoding) and that every caption
-    character has a glyph. Returns the order's models with their weights found and
-    fingerprinted; nothing is written but the fingerprint cache beside the models.
+    Checks the models, the input images (format, size, decoding; digests and s3:// URIs are
+    read through ``inputs``, the run's store) and that every caption character has a
+    glyph. Returns the order's models with their weights found and fingerprinted; nothing
+    is written but the fingerprint cache beside the models.
     """
     entries = {name: registry.get(name) for name in sorted({s.model for s in order.segments})}
-    _images(order)
+    _images(order, inputs or InputSource())
     check_captions(order.composite.captions)
     return {name: resolve_model(entry, models_dir) for name, entry in entries.items()}
 
@@ -86,7 +108,9 @@ def prepare(
     """The production of a checked order: its models, and its input images ingested."""
     inputs = {
         role: ingest_input(resources, data, media_type, role, context)
-        for role, (data, media_type) in _images(order).items()
+        for role, (data, media_type) in _images(
+            order, InputSource(resources.store, resources.settings)
+        ).items()
     }
     return Production(
         models=models, background=inputs.get("background_image"), logo=inputs.get("logo")

@@ -115,7 +115,7 @@ def _reuse(resources: Resources, job: Job, context: RunContext) -> StageResult |
 
 # No retries: a failed lookup is already a miss, and a retry would write every hit's
 # reuse record and floor event a second time.
-@task(name="reuse", cache_policy=NO_CACHE)
+@task(name="reuse", cache_policy=NO_CACHE, persist_result=False)
 def reuse_task(
     order: Order, resources: Resources, production: Production, context: RunContext
 ) -> Reused:

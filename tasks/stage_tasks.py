@@ -45,6 +45,9 @@ def _stage_task(spec: StageSpec) -> Task:
         retry_delay_seconds=2,
         retry_condition_fn=is_transient,
         cache_policy=NO_CACHE,
+        # The flow's result is persisted; stage results are pointers to stored assets
+        # already, and persisting them too would write one more object per task.
+        persist_result=False,
     )
 
 

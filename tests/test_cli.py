@@ -200,3 +200,33 @@ def test_the_command_line_starts_without_duckdb_or_matplotlib():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["[]"]
+
+
+def test_version_completion_and_flags_shown_as_flags(env, monkeypatch, capsys):
+    code, text = run_cli(monkeypatch, capsys, "--version")
+    assert code in (0, None) and text.startswith("factory ")
+    code, text = run_cli(monkeypatch, capsys, "--help")
+    assert "--install-completion" in text and "--show-completion" in text
+    code, text = run_cli(monkeypatch, capsys, "verify", "--help")
+    assert "--json Print the report as JSON" in text
+    assert "<bool>" not in text
+
+
+@pytest.mark.parametrize(
+    "command", [["models"], ["cache", "stats"], ["keys", "list"], ["assets", "put", "--help"]]
+)
+def test_read_commands_print_json(env, monkeypatch, capsys, command):
+    import json
+
+    if command[0] in ("keys", "cache"):
+        run_cli(monkeypatch, capsys, "keys", "init", "--store", str(env / "s"))
+    if command[-1] == "--help":
+        _code, text = run_cli(monkeypatch, capsys, *command)
+        assert "--json" in text
+        return
+    extra = [] if command == ["models"] else ["--store", str(env / "s")]
+    monkeypatch.setattr(sys, "argv", ["factory", *command, *extra, "--json"])
+    with pytest.raises(SystemExit) as exited:
+        cli.main()
+    assert exited.value.code in (0, None)
+    assert json.loads(capsys.readouterr().out)

@@ -1,0 +1,54 @@
+"""Flow-run results persisted in the factory's own store, where API callers read them.
+
+Prefect writes a flow run's result through a result-storage block and records the block's
+id and the object's key in the run's state (``state.data``). The block here writes into the
+factory's object store (a directory or an S3 bucket, under ``results/``), so a result
+lives beside the assets it names; it is saved on the Prefect server once per store, so any
+process that imports this module can read results back (``State.result()``,
+``run_deployment``). Results are JSON, readable without Python.
+"""
+
+import asyncio
+import hashlib
+
+from prefect.filesystems import WritableFileSystem
+from pydantic import Field
+
+from storage.open import open_store
+
+RESULTS_PREFIX = "results"
+
+
+class StoreResults(WritableFileSystem):
+    """Prefect result storage in an asset-factory store (a directory or s3://bucket/prefix)."""
+
+    _block_type_name = "Asset factory store results"
+    _block_type_slug = "asset-factory-store-results"
+    _description = "Flow-run results in the asset factory's object store, under results/"
+
+    store: str = Field(description="The factory store: a directory or s3://bucket/prefix")
+    prefix: str = Field(default=RESULTS_PREFIX, description="Key prefix inside the store")
+
+    def _key(self, path: str) -> str:
+        return f"{self.prefix}/{path.lstrip('/')}"
+
+    async def read_path(self, path: str) -> bytes:
+        return await asyncio.to_thread(lambda: open_store(self.store).get(self._key(path)))
+
+    async def write_path(self, path: str, content: bytes) -> str:
+        await asyncio.to_thread(
+            lambda: open_store(self.store).put(self._key(path), content, "application/json")
+        )
+        return path
+
+
+def block_name(store_url: str) -> str:
+    """The saved block's name for a store: stable, and a valid Prefect block name."""
+    return "factory-results-" + hashlib.sha256(store_url.encode()).hexdigest()[:16]
+
+
+def store_results(store_url: str) -> StoreResults:
+    """The result storage for ``store_url``, saved on the Prefect server (idempotent)."""
+    block = StoreResults(store=store_url)
+    block.save(block_name(store_url), overwrite=True)
+    return block
