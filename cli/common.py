@@ -55,4 +55,4 @@ def trusted_keys(store: ObjectStore, trust: str | None, settings: Settings) -> T
 
 def open_store_option(spec: str | None, settings: Settings) -> ObjectStore:
     """The store a command's --store names, or the settings' default."""
-    return open_store(spec or settings.store_spec, settings)
+    return open_store(spec or settings.store_spec, settings.store_timeouts)

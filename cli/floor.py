@@ -126,7 +126,7 @@ def ingest(
         latency_budget=load_latency_budget(latency_budget),
     )
     settings = Settings()
-    source = open_store(store or settings.store_spec, settings)
+    source = open_store(store or settings.store_spec, settings.store_timeouts)
     # Records count only when a key the factory root certified signed them.
     anchor = resolve_anchor(settings.trust, settings.keys_dir)
     with _progress("ingesting objects") as update:

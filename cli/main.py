@@ -138,7 +138,7 @@ def run(
         order,
         models,
         settings.models_dir,
-        InputSource(open_store_option(store, settings), settings),
+        InputSource(open_store_option(store, settings), settings.store_timeouts),
     )
     target = output or Path("out") / f"{order.id}.mp4"
     _check_output(target, order.id)
@@ -158,6 +158,7 @@ def run(
         cache=mode,
         floor=not no_ingest,
         workers=settings.task_workers or default_task_workers(),
+        timeouts=settings.store_timeouts,
         console=console,
         show=not as_json,
         verbose=verbose,

@@ -7,6 +7,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from factory.orders import Order
+from factory.settings import StoreTimeouts
 from factory.stages import SEGMENT_STAGES
 from tasks import progress
 
@@ -62,6 +63,7 @@ def run_with_progress(
     cache: str,
     floor: bool,
     workers: int,
+    timeouts: StoreTimeouts,
     console: Console,
     show: bool = True,
     verbose: bool = False,
@@ -81,7 +83,7 @@ def run_with_progress(
     if not show:
         with local_run_settings():
             mark_dead_runs_crashed()
-            return for_store(store, workers)(order, **parameters)
+            return for_store(store, workers, timeouts)(order, **parameters)
     count = len(order.segments)
     bars = Progress(
         TextColumn("{task.description:<28}"),
@@ -114,6 +116,6 @@ def run_with_progress(
     with local_run_settings():
         for run_id in mark_dead_runs_crashed():
             console.print(f"marked flow run {run_id} Crashed: its process is gone")
-        flow = for_store(store, workers)
+        flow = for_store(store, workers, timeouts)
         with bars, progress.listening(on_event):
             return flow(order, **parameters)

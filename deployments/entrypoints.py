@@ -12,4 +12,8 @@ from flows.produce import for_store
 from media.pipelines import default_task_workers
 
 _settings = Settings()
-produce = for_store(_settings.store_spec, _settings.task_workers or default_task_workers())
+produce = for_store(
+    _settings.store_spec,
+    _settings.task_workers or default_task_workers(),
+    _settings.store_timeouts,
+)

@@ -2,12 +2,20 @@
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 def _default_home() -> Path:
     return Path.home() / ".cache" / "asset-factory"
+
+
+class StoreTimeouts(BaseModel):
+    """How long an S3 store call may wait: per connection, per silent read, and tries."""
+
+    connect_s: float = Field(default=5.0, gt=0)
+    read_s: float = Field(default=15.0, gt=0)
+    attempts: int | None = Field(default=None, ge=1, le=10)
 
 
 class Settings(BaseSettings):
@@ -37,12 +45,12 @@ class Settings(BaseSettings):
     store_read_timeout_s: float = Field(
         default=15.0, gt=0, description="Seconds an S3 store may stay silent on one request"
     )
-    store_attempts: int = Field(
-        default=3,
+    store_attempts: int | None = Field(
+        default=None,
         ge=1,
         le=10,
-        description="Tries per S3 store call, the first included; a hung store fails a call "
-        "after at most attempts x (connect + read timeout)",
+        description="Tries per S3 store call, the first included (default AWS_MAX_ATTEMPTS, "
+        "else 3); a hung store fails a call after at most attempts x (connect + read timeout)",
     )
     registry: Path | None = Field(
         default=None, description="Extra model registry (TOML) merged over the built-in one"
@@ -59,6 +67,14 @@ class Settings(BaseSettings):
     @property
     def warehouse(self) -> Path:
         return self.home / "floor.duckdb"
+
+    @property
+    def store_timeouts(self) -> StoreTimeouts:
+        return StoreTimeouts(
+            connect_s=self.store_connect_timeout_s,
+            read_s=self.store_read_timeout_s,
+            attempts=self.store_attempts,
+        )
 
     @property
     def store_spec(self) -> str:

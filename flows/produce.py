@@ -9,7 +9,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from factory.assets import Delivery, StageResult
 from factory.orders import Order
-from factory.settings import Settings
+from factory.settings import Settings, StoreTimeouts
 from flows.crashed_runs import claim_run
 from media.pipelines import device_class
 from storage.cache import CacheMode
@@ -61,7 +61,8 @@ def produce(
     settings = Settings()
     models = load_models(settings, registry)
     # Refused before anything is written: no key, asset or record for a bad order.
-    inputs = InputSource(open_store(store or settings.store_spec, settings), settings)
+    timeouts = settings.store_timeouts
+    inputs = InputSource(open_store(store or settings.store_spec, timeouts), timeouts)
     checked = check_order(order, models, settings.models_dir, inputs)
     resources = open_resources(settings, device_class(), store, models)
     context = RunContext(order_id=order.id, flow_run_id=str(flow_run.id))
@@ -101,12 +102,12 @@ def produce(
     )
 
 
-def for_store(store_url: str, workers: int) -> Flow:
+def for_store(store_url: str, workers: int, timeouts: StoreTimeouts) -> Flow:
     """The produce flow with ``workers`` task threads and its result persisted in the store
     at ``store_url`` (the result-storage block is saved on the Prefect server)."""
     return produce.with_options(
         task_runner=ThreadPoolTaskRunner(max_workers=workers),
-        result_storage=store_results(store_url),
+        result_storage=store_results(store_url, timeouts),
     )
 
 

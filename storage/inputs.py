@@ -12,7 +12,7 @@ from urllib.parse import unquote, urlsplit
 from factory.assets import sha256_hex
 from factory.errors import BadInput, IntegrityError, ObjectNotFound
 from factory.orders import image_ref_kind
-from factory.settings import Settings
+from factory.settings import StoreTimeouts
 from media.images import check_image_bytes
 from storage.assets import asset_key
 from storage.objectstore import ObjectStore
@@ -28,11 +28,11 @@ def file_path(ref: str) -> Path:
 
 @dataclass(frozen=True)
 class InputSource:
-    """Where references that are not local files are read: the run's store, and the settings
-    (timeouts) for other S3 buckets."""
+    """Where references that are not local files are read: the run's store, and how long
+    calls to other S3 buckets may wait."""
 
     store: ObjectStore | None = None
-    settings: Settings | None = None
+    timeouts: StoreTimeouts | None = None
 
     def read(self, ref: str, what: str) -> bytes:
         """The bytes of a digest or s3:// reference, checked for size before they are read."""
@@ -41,7 +41,7 @@ class InputSource:
             return self._read_digest(ref.removeprefix("sha256:"), what)
         if kind == "s3":
             parts = urlsplit(ref)
-            store = open_store(f"s3://{parts.netloc}", self.settings)
+            store = open_store(f"s3://{parts.netloc}", self.timeouts)
             return _read_object(store, parts.path.lstrip("/"), what, f"upload it to {ref}")
         raise ValueError(f"{ref} is a local file, not a stored input")
 

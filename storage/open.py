@@ -5,7 +5,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from factory.errors import BadInput, shorten
-from factory.settings import Settings
+from factory.settings import StoreTimeouts
 from storage.local import LocalStore
 from storage.objectstore import ObjectStore
 from storage.s3 import S3Store
@@ -19,8 +19,8 @@ _BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _URL_LIKE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:")
 
 
-def open_store(spec: str | Path, settings: Settings | None = None) -> ObjectStore:
-    """s3://bucket/prefix opens an S3Store (timeouts from ``settings``); a path is a local
+def open_store(spec: str | Path, timeouts: StoreTimeouts | None = None) -> ObjectStore:
+    """s3://bucket/prefix opens an S3Store (with ``timeouts``); a path is a local
     directory; other URLs fail.
 
     A directory whose name starts with ``word:`` can still be given as ``./word:…``.
@@ -28,7 +28,7 @@ def open_store(spec: str | Path, settings: Settings | None = None) -> ObjectStor
     if isinstance(spec, Path):
         return LocalStore(spec.expanduser())
     if spec.startswith("s3://"):
-        return _open_s3(spec, settings)
+        return _open_s3(spec, timeouts)
     if _URL_LIKE.match(spec):
         scheme = spec.split(":", 1)[0]
         hint = (
@@ -43,7 +43,7 @@ def open_store(spec: str | Path, settings: Settings | None = None) -> ObjectStor
     return LocalStore(Path(spec).expanduser())
 
 
-def _open_s3(spec: str, settings: Settings | None) -> S3Store:
+def _open_s3(spec: str, timeouts: StoreTimeouts | None) -> S3Store:
     parts = urlsplit(spec)
     if not parts.netloc:
         raise BadInput(f"The store URL {spec!r} names no bucket; write it as {_EXAMPLE}.")
@@ -54,12 +54,11 @@ def _open_s3(spec: str, settings: Settings | None) -> S3Store:
         )
     if parts.query or parts.fragment:
         raise BadInput(f"The store URL {spec!r} may not carry '?' or '#'; write it as {_EXAMPLE}.")
-    if settings is None:
-        return S3Store(parts.netloc, parts.path.strip("/"))
+    timeouts = timeouts or StoreTimeouts()
     return S3Store(
         parts.netloc,
         parts.path.strip("/"),
-        connect_timeout=settings.store_connect_timeout_s,
-        read_timeout=settings.store_read_timeout_s,
-        max_attempts=settings.store_attempts,
+        connect_timeout=timeouts.connect_s,
+        read_timeout=timeouts.read_s,
+        max_attempts=timeouts.attempts,
     )

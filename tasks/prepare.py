@@ -109,7 +109,7 @@ def prepare(
     inputs = {
         role: ingest_input(resources, data, media_type, role, context)
         for role, (data, media_type) in _images(
-            order, InputSource(resources.store, resources.settings)
+            order, InputSource(resources.store, resources.settings.store_timeouts)
         ).items()
     }
     return Production(

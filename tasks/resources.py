@@ -71,7 +71,7 @@ def open_resources(
     ``store`` and ``registry`` override the settings' own; the public keys are published
     to the store on every open (write-once, so a no-op once there).
     """
-    opened = open_store(store or settings.store_spec, settings)
+    opened = open_store(store or settings.store_spec, settings.store_timeouts)
     opened.check_writable()
     models = registry or load_models(settings)
     _, created = keys.init(settings.keys_dir)

@@ -14,6 +14,7 @@ import hashlib
 from prefect.filesystems import WritableFileSystem
 from pydantic import Field
 
+from factory.settings import StoreTimeouts
 from storage.open import open_store
 
 RESULTS_PREFIX = "results"
@@ -27,17 +28,24 @@ class StoreResults(WritableFileSystem):
     _description = "Flow-run results in the asset factory's object store, under results/"
 
     store: str = Field(description="The factory store: a directory or s3://bucket/prefix")
+    timeouts: StoreTimeouts = Field(
+        default_factory=StoreTimeouts, description="How long an S3 store call may wait"
+    )
     prefix: str = Field(default=RESULTS_PREFIX, description="Key prefix inside the store")
 
     def _key(self, path: str) -> str:
         return f"{self.prefix}/{path.lstrip('/')}"
 
     async def read_path(self, path: str) -> bytes:
-        return await asyncio.to_thread(lambda: open_store(self.store).get(self._key(path)))
+        return await asyncio.to_thread(
+            lambda: open_store(self.store, self.timeouts).get(self._key(path))
+        )
 
     async def write_path(self, path: str, content: bytes) -> str:
         await asyncio.to_thread(
-            lambda: open_store(self.store).put(self._key(path), content, "application/json")
+            lambda: open_store(self.store, self.timeouts).put(
+                self._key(path), content, "application/json"
+            )
         )
         return path
 
@@ -47,8 +55,8 @@ def block_name(store_url: str) -> str:
     return "factory-results-" + hashlib.sha256(store_url.encode()).hexdigest()[:16]
 
 
-def store_results(store_url: str) -> StoreResults:
+def store_results(store_url: str, timeouts: StoreTimeouts) -> StoreResults:
     """The result storage for ``store_url``, saved on the Prefect server (idempotent)."""
-    block = StoreResults(store=store_url)
+    block = StoreResults(store=store_url, timeouts=timeouts)
     block.save(block_name(store_url), overwrite=True)
     return block

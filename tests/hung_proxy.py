@@ -7,6 +7,7 @@ can stop the store in the middle of a run at a chosen write.
 
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from urllib.parse import urlsplit
@@ -18,6 +19,7 @@ class HungProxy:
         self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
         self.hung = threading.Event()
         self.hang_on: bytes | None = None
+        self.hung_at: float | None = None
         self._listener = socket.create_server(("127.0.0.1", 0), backlog=128)
         self.endpoint_url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
         self._sockets: list[socket.socket] = []
@@ -41,6 +43,7 @@ class HungProxy:
         try:
             while chunk := source.recv(65536):
                 if requests and self.hang_on is not None and self.hang_on in chunk:
+                    self.hung_at = self.hung_at or time.monotonic()
                     self.hung.set()
                 if self.hung.is_set():
                     return  # swallow it: the caller waits for an answer that never comes

@@ -13,6 +13,7 @@ from prefect.settings import PREFECT_API_URL
 
 from factory.assets import Delivery, sha256_hex
 from factory.orders import load_order
+from factory.settings import StoreTimeouts
 from flows.produce import for_store
 from storage.local import LocalStore
 from tasks.delivery import artifact_key
@@ -25,7 +26,9 @@ LOGO = EXAMPLES / "logo.png"
 def test_the_result_is_persisted_in_the_store_and_readable_back(flow_env, tmp_path):
     store = tmp_path / "store"
     order = load_order(EXAMPLES / "tiny.yaml")
-    state = for_store(str(store), 1)(order, str(store), floor=False, return_state=True)
+    state = for_store(str(store), 1, StoreTimeouts())(
+        order, str(store), floor=False, return_state=True
+    )
     run_id = state.state_details.flow_run_id
 
     with get_client(sync_client=True) as client:

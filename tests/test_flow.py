@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 
 from factory.assets import sha256_hex
-from factory.errors import StoreUnavailable
+from factory.errors import StoreError, StoreUnavailable
 from factory.orders import load_order
 from flows.produce import produce
 from media.video import decode_frames, probe
 from storage.assets import get_asset
 from storage.local import LocalStore
 from storage.open import open_store
+from storage.s3 import S3Store
 from tasks import progress
 from tests.run_index import run_records
 from tests.s3server import free_ports, running_seaweedfs
@@ -112,6 +113,20 @@ def test_tiny_order_on_s3(flow_env, s3_env):
     assert (info.codec, info.frames) == ("h264", 16)
 
 
+def _wait_until_readable(store: S3Store) -> None:
+    """A restarted SeaweedFS answers InternalError until its volumes are loaded again."""
+    key = next(iter(store.list("keys/")))
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            store.get(key)
+            return
+        except StoreError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
 @pytest.mark.s3
 def test_s3_server_lost_mid_run_then_rerun_completes(flow_env, aws_env, monkeypatch, tmp_path):
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
@@ -131,6 +146,7 @@ def test_s3_server_lost_mid_run_then_rerun_completes(flow_env, aws_env, monkeypa
     assert server.endpoint_url in str(lost.value)
 
     with running_seaweedfs(tmp_path / "weed", ports=ports) as server:
+        _wait_until_readable(S3Store(bucket, "p", endpoint_url=server.endpoint_url))
         delivery = produce(order, f"s3://{bucket}/p")
         info = probe(get_asset(open_store(f"s3://{bucket}/p"), delivery.deliverable))
         assert info.frames == 16
