@@ -928,27 +928,42 @@ def test_summary_markdown(floor):
     assert "| objects rejected at ingest | 1 |" in text
 
 
-def test_the_analysts_readme_shows_real_output(floor, capsys):
-    # storage/sql/README.md's example queries run against this fixture, and each
-    # shows its output: the output must be what the query gives now.
-    _, warehouse = floor
-    text = (Path(__file__).parent.parent / "storage" / "sql" / "README.md").read_text()
+def test_the_analysts_readme_shows_real_output(refloor, tmp_path, monkeypatch, capsys):
+    # storage/sql/README.md's example queries run against the re-delivery fixture, on
+    # the warehouse and on its Parquet export (at ./floor-export, as the README makes
+    # it), and each shows its output: the output must be what the query gives now, on
+    # both. FLOOR_README_WRITE=1 writes the warehouse's output into the README instead.
+    path = Path(__file__).parent.parent / "storage" / "sql" / "README.md"
+    text = path.read_text()
     blocks = list(re.finditer(r"```(\w*)\n(.*?)```", text, re.S))
     examples = [
-        (query.group(2), shown.group(2))
+        (query, shown)
         for query, shown in itertools.pairwise(blocks)
         if (query.group(1), shown.group(1)) == ("sql", "text")
         and not text[query.end() : shown.start()].strip()
     ]
-    assert len(examples) >= 10
+    assert len(examples) >= 13
+    refloor.export(tmp_path / "floor-export")
+    monkeypatch.chdir(tmp_path)
 
     def same(table: str) -> str:  # the forged record's signing key is new every run
         return re.sub(r"untrusted key [0-9a-f]+", "untrusted key …", table).strip()
 
-    with warehouse.connect() as con:
-        for query, shown in examples:
-            con.sql(query).show(max_width=10_000, max_col_width=10_000)
-            assert same(capsys.readouterr().out) == same(shown), query
+    def output(con: duckdb.DuckDBPyConnection, query: str) -> str:
+        con.sql(query).show(max_width=10_000, max_col_width=10_000)
+        return capsys.readouterr().out
+
+    with refloor.connect() as con:
+        got = [output(con, query.group(2)) for query, _ in examples]
+    if os.environ.get("FLOOR_README_WRITE"):
+        for (_, shown), out in reversed(list(zip(examples, got, strict=True))):
+            text = text[: shown.start(2)] + out.strip() + "\n" + text[shown.end(2) :]
+        path.write_text(text)
+    for (query, shown), out in zip(examples, got, strict=True):
+        assert same(out) == same(shown.group(2)), query.group(2)
+    exported = connect_export(tmp_path / "floor-export")
+    for query, shown in examples:
+        assert same(output(exported, query.group(2))) == same(shown.group(2)), query.group(2)
 
 
 def test_a_reader_waits_for_a_writer_of_the_same_process(floor, tmp_path):
