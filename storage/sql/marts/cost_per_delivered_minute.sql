@@ -56,6 +56,7 @@ accepted_segments as (
     select order_id, model, count(distinct segment_index) as segments
     from int_segment_passes
     where outcome = 'accepted'
+        and order_id in (select order_id from delivered where not attributed)
     group by order_id, model
 
 ),
@@ -96,10 +97,10 @@ device_shares as (
         case
             when sum(sum(device_seconds)) over model_in_order > 0
                 then sum(device_seconds) / sum(sum(device_seconds)) over model_in_order
-            else count(*) / sum(count(*)) over model_in_order
+            else sum(events) / sum(sum(events)) over model_in_order
         end as share
 
-    from priced
+    from costs
     group by order_id, model, device_class
     window model_in_order as (partition by order_id, model)
 
