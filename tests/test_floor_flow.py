@@ -24,11 +24,9 @@ def test_produced_order_is_in_the_warehouse(flow_env, tmp_path, monkeypatch):
     delivery = produce(order, str(tmp_path / "store"))
 
     warehouse = Warehouse(home / "floor.duckdb")
-    _, rows = warehouse.query(
-        "select distinct delivered_minutes from cost_per_delivered_minute where order_id = ?",
-        [order.id],
-    )
-    assert [row[0] for row in rows] == [pytest.approx(delivery.duration_s / 60)]
+    minutes_sql = "select sum(delivered_minutes) from cost_per_delivered_minute where order_id = ?"
+    _, rows = warehouse.query(minutes_sql, [order.id])
+    assert rows[0][0] == pytest.approx(delivery.duration_s / 60)
     _, rows = warehouse.query(
         "select sum(cost) from cost_per_delivered_minute where order_id = ?", [order.id]
     )
@@ -50,3 +48,13 @@ def test_produced_order_is_in_the_warehouse(flow_env, tmp_path, monkeypatch):
     assert before == after
     _, hits = warehouse.query("select count(*) from stg_events where cache_hit")
     assert hits[0][0] == len(delivery.runs)
+    # The warm run handed the same deliverable over again: a re-delivery, which adds no
+    # minutes and no royalties.
+    _, rows = warehouse.query(
+        "select handovers, redeliveries from int_deliveries where order_id = ?", [order.id]
+    )
+    assert rows == [(2, 1)]
+    _, rows = warehouse.query(minutes_sql, [order.id])
+    assert rows[0][0] == pytest.approx(delivery.duration_s / 60)
+    _, rows = warehouse.query("select sum(delivered_minutes) from royalties")
+    assert rows[0][0] == pytest.approx(delivery.duration_s / 60)

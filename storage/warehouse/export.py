@@ -1,6 +1,7 @@
 """Analyst access without the lock: Parquet exports, to a directory or to S3 through httpfs.
 
-``export`` writes ``<target>/<name>.parquet`` per mart and fact table, then
+``export`` writes ``<target>/<name>.parquet`` per view (staging, intermediate, marts),
+fact table and the list of rejected objects, then
 ``<target>/_manifest.json`` with row counts; ``connect_export`` opens an export as an
 in-memory DuckDB with one view per file. S3 goes through DuckDB's httpfs extension
 (shipped as a wheel, never downloaded) with the standard AWS settings boto3 uses.
@@ -20,8 +21,8 @@ from pydantic import BaseModel, Field
 
 from factory.errors import BadInput, FactoryError
 from storage.warehouse.ingest import Progress
-from storage.warehouse.models import MARTS
-from storage.warehouse.schema import FACT_TABLES, sql_string
+from storage.warehouse.models import VIEWS
+from storage.warehouse.schema import EXPORTED_TABLES, sql_string
 
 if TYPE_CHECKING:
     from storage.warehouse.core import Warehouse
@@ -36,7 +37,7 @@ class ExportReport(BaseModel):
 def export(
     warehouse: "Warehouse", target: str | Path, *, progress: Progress | None = None
 ) -> ExportReport:
-    """Write every mart and fact table as Parquet to a directory or s3://bucket/prefix.
+    """Write every view and fact table as Parquet to a directory or s3://bucket/prefix.
 
     The warehouse is opened read-only, so exports never block each other.
     """
@@ -47,7 +48,7 @@ def export(
     spec = str(target)
     remote = spec.startswith("s3://")
     destination = open_store(spec)  # validates the URL or names the directory
-    names = {**{mart: mart for mart in MARTS}, **FACT_TABLES}
+    names = {**{view: view for view in VIEWS}, **EXPORTED_TABLES}
     counts: dict[str, int] = {}
     with warehouse.connect() as con:
         if remote:
@@ -104,7 +105,7 @@ def connect_export(target: str | Path) -> duckdb.DuckDBPyConnection:
         raise BadInput(f"{spec} is not an export directory: run `factory floor export` first.")
     else:
         spec = str(Path(spec).expanduser())
-    for name in (*MARTS, *FACT_TABLES):
+    for name in (*VIEWS, *EXPORTED_TABLES):
         con.execute(
             f"create view {name} as select * from read_parquet("
             f"{sql_string(f'{spec}/{name}.parquet')})"

@@ -19,6 +19,7 @@ MODELS: tuple[str, ...] = (
     "intermediate/int_events_attributed",
     "intermediate/int_events_priced",
     "intermediate/int_segment_passes",
+    "intermediate/int_deliveries",
     "intermediate/int_deliverable_models",
     "marts/yield",
     "marts/utilization",
@@ -28,6 +29,9 @@ MODELS: tuple[str, ...] = (
     "marts/stage_latency",
 )
 MARTS: tuple[str, ...] = tuple(m.split("/")[1] for m in MODELS if m.startswith("marts/"))
+# Every view (staging, intermediate, marts): what an export carries, so the analysts'
+# queries over any layer run on it.
+VIEWS: tuple[str, ...] = tuple(m.split("/")[1] for m in MODELS)
 
 
 def refresh(con: duckdb.DuckDBPyConnection, card: PriceCard, budget: LatencyBudget) -> None:

@@ -22,6 +22,8 @@ FACT_TABLES: dict[str, str] = {
     "royalty_rate": "royalty_rate",
     "latency_budget": "latency_budget",
 }
+# What an export carries besides the views: the facts, and what ingest refused.
+EXPORTED_TABLES: dict[str, str] = {**FACT_TABLES, "rejected_objects": "rejected_objects"}
 # The tables ingest loads from the store (config tables come from the config files).
 LOADED_TABLES: tuple[str, ...] = (
     "raw_events",

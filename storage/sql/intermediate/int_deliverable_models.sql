@@ -1,5 +1,6 @@
 -- int_deliverable_models: each delivery's minutes, split by the models that rendered it.
--- Grain: delivery_event_id, model_name.
+-- Grain: order_id, deliverable_digest, model_name (one delivery: int_deliveries; a
+-- re-delivery of the same bytes for the same order adds nothing here).
 --
 -- Walks the verified lineage from each delivered deliverable down to its renders
 -- (records with a model). A model's share of the deliverable is its renders' seconds
@@ -12,15 +13,14 @@ with recursive
 deliveries as (
 
     select
-        event_id as delivery_event_id,
+        delivery_event_id,
         order_id,
         flow_run_id,
-        output_digest as deliverable_digest,
-        delivered_seconds / 60.0 as delivered_minutes,
-        cast(ended as date) as day
+        deliverable_digest,
+        delivered_minutes,
+        day
 
-    from stg_events
-    where is_delivery and output_digest is not null
+    from int_deliveries
 
 ),
 

@@ -1,6 +1,9 @@
 -- royalties: what each rights holder is owed for the minutes delivered.
 -- Grain: day (UTC delivery date), holder, model.
 --
+-- Royalties accrue once per delivered minute per rights holder: a delivery is an order's
+-- deliverable handed over (int_deliveries), so re-delivering the same bytes for the
+-- same order owes nothing more, while a new order for the same bytes owes again.
 -- Each delivery's minutes are split by its renders' seconds per model
 -- (int_deliverable_models), then by the model's royalty_routing shares, and priced at
 -- the price card's royalty_per_delivered_minute. training_sources lists what the
@@ -24,7 +27,7 @@ routed as (
 
     select
         delivered.day,
-        delivered.deliverable_digest,
+        delivered.delivery_event_id,
         delivered.model_name,
         delivered.training_sources,
         delivered.delivered_minutes,
@@ -44,7 +47,7 @@ attributed as (
         route.holder as holder,
         model_name as model,
         training_sources,
-        deliverable_digest,
+        delivery_event_id,
         delivered_minutes * route.share as delivered_minutes
 
     from routed
@@ -58,7 +61,7 @@ unattributed as (
         null::varchar as holder,
         null::varchar as model,
         null::varchar[] as training_sources,
-        deliverable_digest,
+        delivery_event_id,
         delivered_minutes
 
     from delivered
@@ -73,7 +76,7 @@ final as (
         lines.holder,
         lines.model,
         any_value(lines.training_sources) as training_sources,
-        count(distinct lines.deliverable_digest) as deliverables,
+        count(distinct lines.delivery_event_id) as deliveries,
         sum(lines.delivered_minutes) as delivered_minutes,
         case
             when lines.holder is not null

@@ -1,8 +1,10 @@
 -- stage_latency: wall-clock p50 and p95 per stage against the declared budget.
 -- Grain: stage (plus one 'end_to_end' row).
 --
--- Per stage: attempts that ran to an answer (completed, cache_hit, rejected); failed
--- and retried attempts are left out. end_to_end: each delivered flow run, from its
+-- Per stage: the attempts that computed an answer (completed, rejected); cache hits
+-- computed nothing (a lookup of an earlier output) and are counted apart (cache_hits,
+-- cache_hit_p50_ms), failed and retried attempts are left out. The budget is for
+-- computing a stage, so only computed attempts are held against it. end_to_end: each delivered flow run, from its
 -- first event's start to its last event's end. Percentiles interpolate linearly
 -- (quantile_cont). budget_p95_ms comes from the latency budget; within_budget is
 -- p95_ms <= budget_p95_ms; over_budget_share is the share of attempts slower than it.
@@ -24,7 +26,20 @@ stage_attempts as (
 
     select stage, wall_ms
     from events
-    where status in ('completed', 'cache_hit', 'rejected')
+    where status in ('completed', 'rejected')
+
+),
+
+hits as (
+
+    select
+        stage,
+        count(*) as cache_hits,
+        quantile_cont(wall_ms, 0.5) as cache_hit_p50_ms
+
+    from events
+    where status = 'cache_hit'
+    group by stage
 
 ),
 
@@ -92,6 +107,8 @@ final as (
         stats.p50_ms,
         stats.p95_ms,
         stats.max_ms,
+        coalesce(hits.cache_hits, 0) as cache_hits,
+        hits.cache_hit_p50_ms,
         budget.p95_budget_ms as budget_p95_ms,
         stats.p95_ms <= budget.p95_budget_ms as within_budget,
         budget.p95_budget_ms - stats.p95_ms as headroom_ms,
@@ -100,6 +117,7 @@ final as (
     from stats
     full outer join budget on budget.stage = stats.stage
     left join over_budget on over_budget.stage = stats.stage
+    left join hits on hits.stage = coalesce(stats.stage, budget.stage)
 
 )
 

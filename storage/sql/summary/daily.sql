@@ -1,22 +1,14 @@
--- daily: cost per delivered minute by day (each order's minutes counted once).
+-- daily: cost per delivered minute by day (the day the work, or the delivery, happened).
 
-with per_order as (
-
-    select day, order_id, sum(cost) as cost, any_value(delivered_minutes) as minutes
-    from cost_per_delivered_minute
-    group by day, order_id
-
-),
-
-final as (
+with final as (
 
     select
         day,
         sum(cost) as cost,
-        sum(minutes) as delivered_minutes,
-        sum(cost) / nullif(sum(minutes), 0) as cost_per_delivered_minute
+        sum(delivered_minutes) as delivered_minutes,
+        sum(cost) / nullif(sum(delivered_minutes), 0) as cost_per_delivered_minute
 
-    from per_order
+    from cost_per_delivered_minute
     group by day
 
 )

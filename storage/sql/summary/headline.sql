@@ -1,31 +1,17 @@
 -- headline: the floor's numbers over everything ingested so far, in one row.
--- Delivered minutes count once per order (cost_per_delivered_minute repeats them on
--- each of an order's rows); utilization leaves out work outside any availability.
+-- cost_per_delivered_minute's columns add up over its rows (each delivery's minutes
+-- counted once); utilization leaves out work outside any availability.
 
-with per_order as (
-
-    select
-        order_id,
-        sum(cost) as cost,
-        sum(waste_cost) as waste_cost,
-        any_value(delivered_minutes) as minutes,
-        bool_or(delivered) as delivered
-
-    from cost_per_delivered_minute
-    group by order_id
-
-),
-
-cost as (
+with cost as (
 
     select
-        count(*) filter (where delivered) as delivered_orders,
-        coalesce(sum(minutes), 0) as delivered_minutes,
+        (select count(distinct order_id) from int_deliveries) as delivered_orders,
+        coalesce(sum(delivered_minutes), 0) as delivered_minutes,
         coalesce(sum(cost), 0) as cost,
         coalesce(sum(waste_cost), 0) as waste_cost,
-        sum(cost) / nullif(sum(minutes), 0) as cost_per_delivered_minute
+        sum(cost) / nullif(sum(delivered_minutes), 0) as cost_per_delivered_minute
 
-    from per_order
+    from cost_per_delivered_minute
 
 ),
 
