@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -139,18 +140,18 @@ def list_runs(
     if as_json:
         out.print_json(data=rows)
         return
-    table = Table(title=f"`{FLOW}` flow runs on {_api()}")
+    table = Table(title=f"`{FLOW}` flow runs on {_api()}", box=box.SIMPLE_HEAD)
     for column in ("id", "name", "state", "started", "order", "deliverable", "verdict", "cost"):
-        table.add_column(column, overflow="fold")
+        table.add_column(column, no_wrap=True)
     for row in rows:
         cost = f"{row['cost']:.6f} {row['currency']}" if row["cost"] is not None else DASH
         table.add_row(
             row["id"],
             row["name"],
             row["state_name"] or DASH,
-            row["start_time"] or DASH,
+            row["start_time"].replace("T", " ")[:19] if row["start_time"] else DASH,
             row["order_id"] or DASH,
-            (row["digest"][:23] + "…") if row["digest"] else DASH,
+            (row["digest"][:19] + "…") if row["digest"] else DASH,
             row["verdict"] or DASH,
             cost,
         )
@@ -209,6 +210,7 @@ def run_details(client, run) -> dict:
             if delivery
             else None
         ),
+        "artifact_key": artifacts[0].key if artifacts else None,
         "artifact": artifacts[0].data if artifacts else None,
         "task_runs": dict(sorted(Counter(t.state_name or "unknown" for t in task_runs).items())),
     }
@@ -249,8 +251,11 @@ def print_details(details: dict) -> None:
         table.add_row("device-seconds", f"{delivery['device_seconds']:.2f}")
         cost = delivery["cost"]
         table.add_row("cost", f"{cost:.6f} {delivery['currency']}" if cost is not None else DASH)
+    if details["artifact"] and delivery is not None:
+        table.add_row("artifact", f"{details['artifact_key']} (the same, in the UI; --json has it)")
     out.print(table)
-    if details["artifact"]:
+    if details["artifact"] and delivery is None:
+        # The artifact is all there is to read (the result's store is not reachable here).
         from rich.markdown import Markdown
 
         out.print(Markdown(details["artifact"]))

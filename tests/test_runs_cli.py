@@ -124,4 +124,4 @@ def test_submitting_twice_with_one_idempotency_key_creates_one_run(
     assert first["deployment"] == f"produce/{deployment}"
     listed = run_json(monkeypatch, capsys, "runs", "list", "--state", "scheduled")
     assert [r["id"] for r in listed].count(first["id"]) == 1
-    assert [r for r in listed if r["id"] == first["id"]][0]["order_id"] == "tiny"
+    assert next(r for r in listed if r["id"] == first["id"])["order_id"] == "tiny"
