@@ -140,18 +140,18 @@ def list_runs(
     if as_json:
         out.print_json(data=rows)
         return
-    table = Table(title=f"`{FLOW}` flow runs on {_api()}", box=box.SIMPLE_HEAD)
+    table = Table(title=f"`{FLOW}` flow runs on {_api()}", box=box.SIMPLE_HEAD, pad_edge=False)
     for column in ("id", "name", "state", "started", "order", "deliverable", "verdict", "cost"):
-        table.add_column(column, no_wrap=True)
+        table.add_column(column, no_wrap=True, min_width=36 if column == "id" else None)
     for row in rows:
         cost = f"{row['cost']:.6f} {row['currency']}" if row["cost"] is not None else DASH
         table.add_row(
             row["id"],
             row["name"],
             row["state_name"] or DASH,
-            row["start_time"].replace("T", " ")[:19] if row["start_time"] else DASH,
+            row["start_time"].replace("T", " ")[:16] if row["start_time"] else DASH,
             row["order_id"] or DASH,
-            (row["digest"][:19] + "…") if row["digest"] else DASH,
+            (row["digest"].removeprefix("sha256:")[:12] + "…") if row["digest"] else DASH,
             row["verdict"] or DASH,
             cost,
         )
