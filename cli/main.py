@@ -418,11 +418,14 @@ def _register_subcommands() -> None:
     from cli.cache import cache_app
     from cli.floor import floor_app
     from cli.keys import keys_app
+    from cli.runs import runs_app, submit
 
     app.add_typer(assets_app, name="assets")
     app.add_typer(cache_app, name="cache")
     app.add_typer(floor_app, name="floor", help="The factory floor: ingest, report, export")
     app.add_typer(keys_app, name="keys", help="Create, rotate and list the factory's signing keys")
+    app.add_typer(runs_app, name="runs")
+    app.command()(submit)
 
 
 _register_subcommands()
