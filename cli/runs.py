@@ -82,14 +82,21 @@ def _order_id(run) -> str | None:
     return order.get("id") if isinstance(order, dict) else getattr(order, "id", None)
 
 
-def _summary(run) -> dict:
-    delivery = _delivery(run)
+def _identity(run) -> dict:
+    """What `runs list` and `runs show` both say first about a run."""
     return {
         "id": str(run.id),
         "name": run.name,
         "state": run.state_type.value if run.state_type else None,
         "state_name": run.state_name,
         "start_time": _time(run.start_time),
+    }
+
+
+def _summary(run) -> dict:
+    delivery = _delivery(run)
+    return {
+        **_identity(run),
         "order_id": _order_id(run),
         "digest": f"sha256:{delivery.deliverable.digest}" if delivery else None,
         "verdict": delivery.verdict if delivery else None,
@@ -186,12 +193,8 @@ def run_details(client, run) -> dict:
     order = parameters.get("order")
     delivery = _delivery(run)
     return {
-        "id": str(run.id),
-        "name": run.name,
-        "state": run.state_type.value if run.state_type else None,
-        "state_name": run.state_name,
+        **_identity(run),
         "message": run.state.message if run.state else None,
-        "start_time": _time(run.start_time),
         "end_time": _time(run.end_time),
         "deployment_id": str(run.deployment_id) if run.deployment_id else None,
         "parameters": {

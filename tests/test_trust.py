@@ -1,16 +1,14 @@
 """Trust anchored outside the store: only keys the pinned root certified count."""
 
-import hashlib
 import json
 import shutil
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from factory.errors import BadInput, FactoryError, IntegrityError
 from factory.key_statements import make_statement, read_statement, sign_statement
-from factory.lineage import AssetInfo, CodeInfo, LineageRecord, StageInfo, sign_record
+from factory.lineage import sign_record
 from storage import keys
 from storage.lineage import RecordStore
 from storage.lineage_reader import LineageReader
@@ -22,6 +20,7 @@ from storage.trust import (
     parse_anchor,
     resolve_anchor,
 )
+from tests.test_keys import record_for
 
 
 @pytest.fixture
@@ -32,26 +31,8 @@ def factory(tmp_path: Path) -> tuple[Path, LocalStore]:
     return keys_dir, store
 
 
-def record(signer: keys.LineageSigner, name: str) -> LineageRecord:
-    now = datetime.now(UTC)
-    digest = hashlib.sha256(name.encode()).hexdigest()
-    return LineageRecord(
-        asset=AssetInfo(digest=digest, media_type="video/mp4", size=1, uri=f"file:///{digest}"),
-        stage=StageInfo(name="render", version="1"),
-        order_id="order",
-        flow_run_id="run",
-        task_run_id="task",
-        device_class="cpu",
-        device_seconds=0.0,
-        started=now,
-        ended=now,
-        code=CodeInfo(package_version="0.1.0"),
-        key_id=signer.key_id,
-    )
-
-
 def store_record(store: LocalStore, signer: keys.LineageSigner, name: str) -> str:
-    made = record(signer, name)
+    made = record_for(signer, name)
     RecordStore(store).write(sign_record(made, signer), made.asset.digest, "run")
     return made.asset.digest
 
