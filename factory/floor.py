@@ -30,8 +30,6 @@ order, is a new task run and starts again at 1).
 """
 
 import math
-import os
-import socket
 import tomllib
 import uuid
 from datetime import UTC, datetime
@@ -66,11 +64,6 @@ Digest = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 NonEmpty = Annotated[str, StringConstraints(min_length=1, max_length=512)]
 
 
-def default_worker_id() -> str:
-    """This process as a worker: ``hostname:pid``."""
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
 def _new_event_id() -> str:
     return uuid.uuid4().hex
 
@@ -99,7 +92,9 @@ class FloorEvent(_Fact):
     attempt: int = Field(default=1, ge=1, description="Prefect's attempt number in the task run")
     model: str | None = Field(default=None, description="The model a render used")
     device_class: NonEmpty = Field(description="'cpu' or the GPU's model name")
-    worker_id: NonEmpty = Field(default_factory=default_worker_id)
+    worker_id: NonEmpty = Field(
+        description="The worker that ran it: host and configured name (`FACTORY_WORKER_NAME`)"
+    )
     started: AwareDatetime
     ended: AwareDatetime
     device_seconds: float = Field(ge=0, description="Seconds the device was busy")

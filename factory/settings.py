@@ -1,5 +1,6 @@
 """Settings from the environment (FACTORY_*), with defaults that work on a fresh machine."""
 
+import socket
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -52,6 +53,11 @@ class Settings(BaseSettings):
         description="Tries per S3 store call, the first included (default AWS_MAX_ATTEMPTS, "
         "else 3); a hung store fails a call after at most attempts x (connect + read timeout)",
     )
+    worker_name: str = Field(
+        default="default",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+        description="This worker's name on the floor; with the host it makes the worker id",
+    )
     registry: Path | None = Field(
         default=None, description="Extra model registry (TOML) merged over the built-in one"
     )
@@ -67,6 +73,11 @@ class Settings(BaseSettings):
     @property
     def warehouse(self) -> Path:
         return self.home / "floor.duckdb"
+
+    @property
+    def worker_id(self) -> str:
+        """``host:name``: stable across runs and restarts, unlike a process id."""
+        return f"{socket.gethostname()}:{self.worker_name}"
 
     @property
     def store_timeouts(self) -> StoreTimeouts:

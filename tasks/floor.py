@@ -14,7 +14,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import task_run
 
 from factory.assets import StageResult
-from factory.floor import FloorEvent, WorkerAvailability, default_worker_id
+from factory.floor import FloorEvent, WorkerAvailability
 from storage.floor_events import EventWriter
 from storage.objectstore import ObjectStore
 from storage.warehouse import Warehouse, WarehouseBusy, summary
@@ -55,6 +55,7 @@ def floor_event(resources: Resources, context: RunContext, job: Job) -> Iterator
             attempt=number,
             model=model,
             device_class=resources.device_class if job.stage.on_accelerator else "cpu",
+            worker_id=resources.settings.worker_id,
             started=started,
             ended=ended,
             device_seconds=(ended - started).total_seconds(),
@@ -77,6 +78,7 @@ def floor_event(resources: Resources, context: RunContext, job: Job) -> Iterator
         bytes_in=bytes_in,
         bytes_out=result.asset.size,
         delivered_seconds=job.delivered_seconds,
+        worker_id=resources.settings.worker_id,
     )
     EventWriter(store).write_event(event)
 
@@ -97,7 +99,7 @@ def close_floor(
     Returns the warehouse summary as markdown (for the run's Prefect artifact), or
     None when ingest is off or another process holds the warehouse.
     """
-    worker = default_worker_id()
+    worker = resources.settings.worker_id
     interval = WorkerAvailability(
         worker_id=worker,
         device_class=resources.device_class,

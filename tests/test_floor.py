@@ -368,8 +368,10 @@ def test_event_contract():
         FloorEvent(**{**base, "stage": "paint"})
     with pytest.raises(ValidationError):
         FloorEvent(**{**base, "attempt": 0})
-    fresh = FloorEvent(**{k: v for k, v in base.items() if k not in ("event_id", "worker_id")})
-    assert len(fresh.event_id) == 32 and fresh.worker_id.endswith(f":{os.getpid()}")
+    fresh = FloorEvent(**{k: v for k, v in base.items() if k != "event_id"})
+    assert len(fresh.event_id) == 32
+    with pytest.raises(ValidationError, match="worker_id"):
+        FloorEvent(**{k: v for k, v in base.items() if k != "worker_id"})
 
 
 def test_event_from_run_record():
@@ -386,8 +388,9 @@ def test_event_from_run_record():
         output_digest=digest_of("x"),
     )
     event = FloorEvent.from_run(
-        run, order_id="o", flow_run_id="f", task_run_id="t", model="tiny", attempt=2
-    )
+        run, order_id="o", flow_run_id="f", task_run_id="t", model="tiny", attempt=2,
+        worker_id="host:gpu-1",
+    )  # fmt: skip
     assert (event.stage, event.segment_index, event.attempt, event.output_digest) == (
         "render",
         3,
@@ -395,7 +398,7 @@ def test_event_from_run_record():
         digest_of("x"),
     )
     failed = FloorEvent.from_run(
-        run, order_id="o", flow_run_id="f", task_run_id="t", status="failed"
+        run, order_id="o", flow_run_id="f", task_run_id="t", status="failed", worker_id="w"
     )
     assert failed.output_digest is None
 

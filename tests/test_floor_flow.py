@@ -1,5 +1,6 @@
 """End to end: a produced order lands in the floor warehouse with its real duration and cost."""
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ EXAMPLES = Path(__file__).parent.parent / "examples"
 def test_produced_order_is_in_the_warehouse(flow_env, tmp_path, monkeypatch):
     home = tmp_path / "home"
     monkeypatch.setenv("FACTORY_HOME", str(home))
+    monkeypatch.setenv("FACTORY_WORKER_NAME", "render-node-1")
     order = load_order(EXAMPLES / "tiny.yaml")
     delivery = produce(order, str(tmp_path / "store"))
 
@@ -35,6 +37,11 @@ def test_produced_order_is_in_the_warehouse(flow_env, tmp_path, monkeypatch):
         "select count(*) from stg_events where flow_run_id = ?", [delivery.flow_run_id]
     )
     assert rows[0][0] == len(delivery.runs)
+    # The worker is named by host and configured name, the same on every run of it.
+    worker = f"{socket.gethostname()}:render-node-1"
+    for table in ("stg_events", "stg_availability"):
+        _, rows = warehouse.query(f"select distinct worker_id from {table}")
+        assert rows == [(worker,)]
 
     stored = LocalStore(tmp_path / "store")
     from_store = ancestry(stored, local_trust(stored), delivery.deliverable.digest)
