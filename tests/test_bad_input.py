@@ -13,22 +13,12 @@ import yaml
 from PIL import Image
 
 from cli import main as cli
+from tests.test_cli import write_order
+from tests.test_orders import BILLION_LAUGHS
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 # Whitespace-collapsed stdout and stderr of a refused run stay below this many characters.
 SHORT = 1500
-
-BILLION_LAUGHS = """\
-a: &a ["x", "x", "x", "x", "x", "x", "x", "x", "x"]
-b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]
-c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]
-d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]
-e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]
-f: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e]
-g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f]
-id: bomb
-segments: *g
-"""
 
 
 @pytest.fixture
@@ -55,20 +45,6 @@ def refused(monkeypatch, capsys, env: Path, order: Path, *extra: str) -> str:
     assert not store.exists() or not any(p.is_file() for p in store.rglob("*"))
     assert not (env / "out").exists()
     return text
-
-
-def write_order(env: Path, **changes: object) -> Path:
-    order = yaml.safe_load((EXAMPLES / "tiny.yaml").read_text())
-    order["composite"]["logo"] = str(EXAMPLES / "logo.png")
-    for dotted, value in changes.items():
-        target = order
-        *parents, leaf = dotted.split(".")
-        for part in parents:
-            target = target[int(part)] if part.isdigit() else target[part]
-        target[leaf] = value
-    path = env / "order.yaml"
-    path.write_text(yaml.safe_dump(order, allow_unicode=True))
-    return path
 
 
 def image_file(path: Path, fmt: str = "PNG", size: tuple[int, int] = (40, 40)) -> Path:

@@ -43,7 +43,7 @@ def write_order(tmp_path: Path, **changes) -> Path:
             target = target[int(part)] if part.isdigit() else target[part]
         target[leaf] = value
     path = tmp_path / "order.yaml"
-    path.write_text(yaml.safe_dump(order))
+    path.write_text(yaml.safe_dump(order, allow_unicode=True))
     return path
 
 
