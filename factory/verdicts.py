@@ -1,0 +1,54 @@
+"""Quality verdicts: what a quality suite concluded about one asset, as plain data.
+
+The quality floor (``quality/``) computes verdicts; the gate stage writes them into the
+segment's lineage record and C2PA manifest; ``factory verify`` and the warehouse read
+them back. A verdict names the suite and its version, so a cached segment's verdict is
+reused only while the suite that judged it is unchanged.
+"""
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+SuiteName = Literal["segment", "deliverable", "lineage"]
+
+
+class ExpectationFailure(BaseModel):
+    """One expectation that did not hold: what was expected, of which metric, and what was seen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    expectation: str = Field(
+        description="The Great Expectations type, e.g. expect_column_max_to_be_between"
+    )
+    metric: str | None = Field(description="The metric (column) it was about; None for table-level")
+    observed: JsonValue = Field(description="The observed value, as GX reported it")
+    expected: dict[str, JsonValue] = Field(description="The bounds or value it was held to")
+
+
+class Verdict(BaseModel):
+    """A suite's conclusion about one asset (a segment, a deliverable, a run's lineage)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    suite: SuiteName
+    suite_version: str = Field(description="The thresholds file's version: a change re-judges")
+    passed: bool
+    failures: tuple[ExpectationFailure, ...] = ()
+    metrics: dict[str, JsonValue] = Field(
+        default_factory=dict, description="The measured values the expectations read"
+    )
+    attempt: int = Field(default=1, ge=1, description="Which attempt at the asset this judged")
+
+    def describe(self) -> str:
+        """One line per failing expectation, for errors and reports."""
+        if self.passed:
+            return f"{self.suite} suite {self.suite_version}: passed"
+        lines = [f"{self.suite} suite {self.suite_version}: failed"]
+        for failure in self.failures:
+            bounds = ", ".join(f"{key}={value}" for key, value in failure.expected.items())
+            lines.append(
+                f"  {failure.expectation}({failure.metric or 'table'}): "
+                f"observed {failure.observed}, expected {bounds}"
+            )
+        return "\n".join(lines)
