@@ -280,6 +280,7 @@ def verify(
                 (f"{node.stage or '?':<9} ", "bold"),
                 f"sha256:{node.digest[:16]}…  {node.media_type or ''}",
                 f"  model={node.model}" if node.model else "",
+                _verdict_text(node.verdict),
             )
 
         out.print(_tree(report.tree, label))
@@ -290,6 +291,19 @@ def verify(
         out.print(f"trusted root sha256:{report.trusted_root}", style="dim", soft_wrap=True)
     if not report.verified:
         raise typer.Exit(1)
+
+
+def _verdict_text(verdict) -> Text:
+    if verdict is None:
+        return Text("")
+    outcome = ("accepted", "green") if verdict.passed else ("rejected", "red")
+    failing = ", ".join(failure.metric or failure.expectation for failure in verdict.failures)
+    return Text.assemble(
+        "  ",
+        outcome,
+        f" by {verdict.suite} suite {verdict.suite_version}, take {verdict.attempt}",
+        f" ({failing})" if failing else "",
+    )
 
 
 def _ancestry_fast_path(digest: str, settings: Settings):

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from factory.registry import ModelInfo
 from factory.stages import StageName
+from factory.verdicts import Verdict
 
 MEDIA_LOSSLESS_RGB_MP4 = "video/mp4; codecs=h264-lossless-rgb"
 MEDIA_LOSSLESS_YUV420_MP4 = "video/mp4; codecs=h264-lossless-yuv420p"
@@ -63,6 +64,14 @@ class Recorded(BaseModel):
     models: list[ModelInfo] = Field(
         default=[], description="The models in this asset's ancestry, for its C2PA assertion"
     )
+    metrics: dict[str, float] = Field(
+        default={},
+        description="What the producing stage measured of its output that a later judge "
+        "reads (a render's non-finite share, which the lossless file cannot show)",
+    )
+    verdict: Verdict | None = Field(
+        default=None, description="The quality gate's verdict on this asset (gate outputs only)"
+    )
 
 
 class StageResult(Recorded):
@@ -99,6 +108,10 @@ class Delivery(BaseModel):
         "and retries are in the floor warehouse, not here)",
     )
     currency: str = "USD"
+    gate: list[Verdict] = Field(
+        default_factory=list,
+        description="Each segment's accepted quality verdict, in order (attempt says which try)",
+    )
 
     @property
     def device_seconds(self) -> float:

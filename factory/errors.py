@@ -78,6 +78,12 @@ class IntegrityError(FactoryError):
     """Stored bytes do not match the digest they are addressed by."""
 
 
+class QualityRejected(FactoryError):
+    """The quality gate rejected every take of a segment; the message names the failures."""
+
+    exit_code = 3
+
+
 def validation_problems(
     error: ValidationError, *, root: str, limit: int | None = None, show_input: bool = False
 ) -> list[str]:

@@ -99,7 +99,10 @@ class FloorEvent(_Fact):
     ended: AwareDatetime
     device_seconds: float = Field(ge=0, description="Seconds the device was busy")
     status: EventStatus
-    cache_hit: bool = Field(default=False, description="True exactly when status is cache_hit")
+    cache_hit: bool = Field(
+        default=False,
+        description="True when status is cache_hit, or a rejected gate that reused its verdict",
+    )
     bytes_in: int = Field(default=0, ge=0)
     bytes_out: int = Field(default=0, ge=0)
     output_digest: Digest | None = None
@@ -125,10 +128,11 @@ class FloorEvent(_Fact):
     def _consistent(self) -> "FloorEvent":
         if self.ended < self.started:
             raise ValueError(f"ended ({self.ended}) is before started ({self.started})")
-        if self.cache_hit != (self.status == "cache_hit"):
+        # A gate that reuses an earlier rejection is both a cache hit and a rejection.
+        if self.cache_hit != (self.status == "cache_hit") and self.status != "rejected":
             raise ValueError(
                 f"cache_hit={self.cache_hit} contradicts status {self.status!r}: "
-                "cache_hit is true exactly when status is 'cache_hit'"
+                "cache_hit is true exactly when status is 'cache_hit' (or a reused 'rejected')"
             )
         if self.delivered_seconds > 0 and not (
             self.stage == "assemble" and self.status in ("completed", "cache_hit")

@@ -36,9 +36,12 @@ from securesystemslib.signer import Signer, SSlibKey
 from factory.assets import sha256_hex
 from factory.errors import BadInput, IntegrityError, validation_problems
 from factory.registry import ModelInfo
+from factory.verdicts import Verdict
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
-PREDICATE_TYPE = "https://asset-factory.dev/lineage/v1"
+PREDICATE_TYPE = "https://asset-factory.dev/lineage/v2"
+# v2 added the quality verdict; v1 records (written before it) still verify.
+PREDICATE_V1 = "https://asset-factory.dev/lineage/v1"
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 
 Digest = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
@@ -94,6 +97,9 @@ class LineageRecord(_Part):
     reused_from: Digest | None = Field(
         default=None, description="Record digest of the original when a cache reused the asset"
     )
+    verdict: Verdict | None = Field(
+        default=None, description="The quality gate's verdict on the asset (gate records only)"
+    )
 
     @field_validator("started", "ended")
     @classmethod
@@ -121,7 +127,9 @@ class _Statement(BaseModel):
 
     type: Literal["https://in-toto.io/Statement/v1"] = Field(alias="_type")
     subject: list[_Subject] = Field(min_length=1, max_length=1)
-    predicate_type: Literal["https://asset-factory.dev/lineage/v1"] = Field(alias="predicateType")
+    predicate_type: Literal[
+        "https://asset-factory.dev/lineage/v1", "https://asset-factory.dev/lineage/v2"
+    ] = Field(alias="predicateType")
     predicate: LineageRecord
 
 
@@ -243,6 +251,8 @@ def _parse_statement(payload: bytes) -> LineageRecord:
         raise IntegrityError(
             f"lineage payload is not a valid {PREDICATE_TYPE} statement: {problems}"
         ) from None
+    if parsed.predicate_type == PREDICATE_V1 and parsed.predicate.verdict is not None:
+        raise IntegrityError(f"a {PREDICATE_V1} statement cannot carry a verdict")
     subject = parsed.subject[0].digest.get("sha256")
     if subject != parsed.predicate.asset.digest:
         raise IntegrityError(

@@ -8,7 +8,7 @@ downstream has to re-check it.
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NamedTuple
 
 import yaml
 from pydantic import (
@@ -18,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictBool,
+    StringConstraints,
     ValidationError,
     field_validator,
     model_validator,
@@ -112,6 +113,14 @@ ImageRef = Annotated[
 ]
 
 
+class Take(NamedTuple):
+    """One attempt at a segment: its number, and the model and seed it renders with."""
+
+    attempt: int
+    model: str
+    seed: int
+
+
 class Segment(BaseModel):
     """One continuous shot rendered by one model call."""
 
@@ -145,6 +154,12 @@ class Segment(BaseModel):
     model: str = Field(
         default="tiny", min_length=1, max_length=100, description="A name from the model registry"
     )
+    escalation: list[Annotated[str, StringConstraints(min_length=1, max_length=100)]] = Field(
+        default_factory=list,
+        max_length=5,
+        description="Models to try next, cheapest first, when every attempt with the one "
+        "before fails the quality gate",
+    )
     steps: Annotated[int | None, NotBoolean] = Field(
         default=None, ge=1, le=200, description="Denoising steps (1 to 200); model default if unset"
     )
@@ -158,6 +173,31 @@ class Segment(BaseModel):
         if value % 2:
             raise ValueError("must be even (H.264 yuv420p halves the chroma planes)")
         return value
+
+    @field_validator("escalation")
+    @classmethod
+    def _distinct_rungs(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("names a model twice; each rung of the ladder is a different model")
+        return value
+
+    @property
+    def ladder(self) -> list[str]:
+        """The models this segment may end on, in the order they are tried."""
+        return [self.model, *(name for name in self.escalation if name != self.model)]
+
+    def take(self, attempt: int, attempts_per_model: int) -> "Take":
+        """What attempt ``attempt`` (1-based, across the ladder) renders with.
+
+        Each model gets ``attempts_per_model`` renders, seed, seed + 1, …; the next model
+        starts again from the order's seed, so its first take is comparable.
+        """
+        rung, offset = divmod(attempt - 1, attempts_per_model)
+        if attempt < 1 or rung >= len(self.ladder):
+            raise ValueError(
+                f"attempt {attempt} is outside 1..{attempts_per_model * len(self.ladder)}"
+            )
+        return Take(attempt=attempt, model=self.ladder[rung], seed=(self.seed + offset) % 2**63)
 
     @property
     def frame_count(self) -> int:
@@ -216,6 +256,19 @@ class EncodeSpec(BaseModel):
     )
 
 
+class QualitySpec(BaseModel):
+    """How hard the quality gate tries before an order fails."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    attempts: Annotated[int, NotBoolean] = Field(
+        default=2,
+        ge=1,
+        le=10,
+        description="Renders per model (seed, seed + 1, …) before a segment escalates or fails",
+    )
+
+
 class Order(BaseModel):
     """A request for one video deliverable."""
 
@@ -229,6 +282,7 @@ class Order(BaseModel):
     segments: list[Segment] = Field(min_length=1, max_length=500)
     composite: CompositeSpec = CompositeSpec()
     encode: EncodeSpec = EncodeSpec()
+    quality: QualitySpec = QualitySpec()
 
     @model_validator(mode="after")
     def _segments_agree(self) -> "Order":
@@ -249,6 +303,10 @@ class Order(BaseModel):
                 "segments: give one caption per segment (an empty string for none)"
             )
         return self
+
+    def attempts(self, index: int) -> int:
+        """How many attempts segment ``index`` may take before the order fails."""
+        return self.quality.attempts * len(self.segments[index].ladder)
 
     @property
     def duration_s(self) -> float:

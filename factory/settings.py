@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     registry: Path | None = Field(
         default=None, description="Extra model registry (TOML) merged over the built-in one"
     )
+    qc_thresholds: Path | None = Field(
+        default=None,
+        description="The quality gate's thresholds (TOML, versioned); default the built-in "
+        "quality/thresholds.toml",
+    )
 
     @property
     def models_dir(self) -> Path:

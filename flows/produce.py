@@ -1,21 +1,23 @@
-"""The order-to-deliverable flow: each segment through the chain, then the assembly."""
+"""The order-to-deliverable flow: each segment through the chain until its gate accepts
+it, then the assembly of the accepted segments."""
 
 from datetime import UTC, datetime
 
 from prefect import Flow, flow
-from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from factory.assets import Delivery, StageResult
+from factory.assets import Delivery
+from factory.errors import QualityRejected
 from factory.orders import Order
 from factory.settings import Settings, StoreTimeouts
 from flows.crashed_runs import claim_run
+from flows.takes import run_takes
 from media.pipelines import device_class
 from storage.cache import CacheMode
 from storage.inputs import InputSource
 from storage.open import open_store
-from tasks.chain import FINAL, SEGMENT_CHAIN
+from tasks.chain import FINAL
 from tasks.delivery import publish_delivery
 from tasks.floor import close_floor_books
 from tasks.prepare import check_order, prepare
@@ -24,9 +26,6 @@ from tasks.resources import load_models, open_resources
 from tasks.results import store_results
 from tasks.reuse import Reused, reuse_task
 from tasks.stage_tasks import STAGE_TASKS
-
-# A stage's output: reused by the reuse pass, or still to come from its task.
-Staged = StageResult | PrefectFuture[StageResult]
 
 
 # One worker by default: on a CPU-only host the render's threads already use every
@@ -72,21 +71,14 @@ def produce(
         if cache == "use"
         else Reused.nothing(len(order.segments))
     )
-    # Stage tasks run only for what the reuse pass did not find; their inputs are
-    # either its results or the futures of the stage tasks before them.
-    staged: list[list[Staged]] = [[] for _ in SEGMENT_CHAIN]
-    for index in range(len(order.segments)):
-        upstream: list[Staged] = []
-        for position, spec in enumerate(SEGMENT_CHAIN):
-            output = reused.segments[index][position] or STAGE_TASKS[spec.name].submit(
-                resources, order, production, context, cache, index, upstream
-            )
-            staged[position].append(output)
-            upstream = [output]
+    takes = run_takes(resources, order, production, context, cache, reused)
+    if takes.exhausted:
+        close_floor_books(resources, context, started, ingest=floor)
+        raise QualityRejected(takes.report(order))
+    accepted = takes.accepted_in_order()
     assembled = reused.final or STAGE_TASKS[FINAL.name](
-        resources, order, production, context, cache, None, staged[-1]
+        resources, order, production, context, cache, None, accepted
     )
-    runs = [_result(output).run for outputs in staged for output in outputs]
     close_floor_books(resources, context, started, ingest=floor)
     return publish_delivery(
         resources,
@@ -97,7 +89,8 @@ def produce(
             record_digest=assembled.record_digest,
             duration_s=order.duration_s,
             store=resources.store.url,
-            runs=[*runs, assembled.run],
+            runs=[*takes.runs, assembled.run],
+            gate=[result.verdict for result in accepted if result.verdict is not None],
         ),
     )
 
@@ -109,7 +102,3 @@ def for_store(store_url: str, workers: int, timeouts: StoreTimeouts) -> Flow:
         task_runner=ThreadPoolTaskRunner(max_workers=workers),
         result_storage=store_results(store_url, timeouts),
     )
-
-
-def _result(stage: Staged) -> StageResult:
-    return stage if isinstance(stage, StageResult) else stage.result()

@@ -30,6 +30,8 @@ from factory.errors import BadInput
 from media.certificates import CertificateChain
 
 PROVENANCE_LABEL = "dev.asset-factory.provenance"
+# A quality gate's verdict on a segment, or the verdicts of a deliverable's segments.
+VERDICT_LABEL = "dev.asset-factory.quality-verdict"
 MP4 = "video/mp4"
 
 _IPTC = "http://cv.iptc.org/newscodes/digitalsourcetype/"
@@ -46,7 +48,7 @@ _SETTINGS: dict[str, Any] = {
 # The JSON integers that c2pa-rs stores exactly; wider ones silently become floats.
 _INT_RANGE = range(-(2**63), 2**64)
 
-Action = Literal["created", "composited", "transcoded", "assembled"]
+Action = Literal["created", "composited", "transcoded", "judged", "assembled"]
 Relationship = Literal["parentOf", "componentOf"]
 IngredientFormat = Literal["video/mp4", "image/png", "image/jpeg"]
 
@@ -69,18 +71,23 @@ class Ingredient:
 
 
 def provenance_assertion(data: Mapping[str, Any]) -> dict[str, Any]:
-    """The factory's custom assertion, carrying ``data`` as JSON that reads back equal."""
+    """The factory's provenance assertion, carrying ``data`` as JSON that reads back equal."""
+    return factory_assertion(PROVENANCE_LABEL, data)
+
+
+def factory_assertion(label: str, data: Mapping[str, Any]) -> dict[str, Any]:
+    """An assertion of the factory's own, labelled ``label``, carrying ``data`` exactly."""
     try:
         text = json.dumps(data, allow_nan=False)
     except (TypeError, ValueError) as error:
-        raise BadInput(f"provenance must be plain JSON: {error}") from None
+        raise BadInput(f"assertion {label} must be plain JSON: {error}") from None
     if json.loads(text) != data or not _ints_in_range(data):
         raise BadInput(
-            "provenance must be plain JSON that reads back equal: string keys, lists not "
-            "tuples, integers within 64 bits"
+            f"assertion {label} must be plain JSON that reads back equal: string keys, lists "
+            "not tuples, integers within 64 bits"
         )
     # Stored as JSON, not the default CBOR: CBOR turns lists of small integers into bytes.
-    return {"label": PROVENANCE_LABEL, "kind": "Json", "data": dict(data)}
+    return {"label": label, "kind": "Json", "data": dict(data)}
 
 
 class CredentialSigner:
@@ -167,15 +174,18 @@ class CredentialSigner:
         parent: Ingredient | None = None,
         components: Sequence[Ingredient] = (),
         provenance: Mapping[str, Any],
+        assertions: Sequence[Mapping[str, Any]] = (),
     ) -> bytes:
         """``data`` signed as made by ``action`` from ``parent`` and ``components``.
 
-        ``created`` takes no ingredients; ``composited`` and ``transcoded`` open a
-        ``parent``; ``assembled`` places its components as equals (C2PA allows one parent
-        at most). A composite's digitalSourceType sits on ``c2pa.edited``: a manifest may
-        hold only one ``c2pa.created`` or ``c2pa.opened``, and it must come first.
+        ``created`` takes no ingredients; ``composited``, ``transcoded`` and ``judged`` (a
+        quality gate's verdict added, the bytes unchanged) open a ``parent``; ``assembled``
+        places its components as equals (C2PA allows one parent at most). A composite's
+        digitalSourceType sits on ``c2pa.edited``: a manifest may hold only one
+        ``c2pa.created`` or ``c2pa.opened``, and it must come first. ``assertions`` are
+        added beside the provenance assertion (a verdict).
         """
-        needs_parent = action in ("composited", "transcoded")
+        needs_parent = action in ("composited", "transcoded", "judged")
         if (parent is not None) != needs_parent or (components and action == "created"):
             raise BadInput(f"a {action} asset cannot be signed with these ingredients")
         actions: list[dict[str, Any]] = []
@@ -207,7 +217,7 @@ class CredentialSigner:
             digital_source_type=TRAINED_ALGORITHMIC_MEDIA if action == "created" else None,
             actions=actions or None,
             ingredients=ingredients,
-            assertions=[provenance_assertion(provenance)],
+            assertions=[provenance_assertion(provenance), *assertions],
         )
 
     def _native(self) -> tuple[c2pa.Signer, c2pa.Context]:

@@ -7,6 +7,7 @@ directories (``model_index.json`` plus one folder per component), loaded without
 import dataclasses
 import pathlib
 import threading
+from typing import NamedTuple
 
 import diffusers
 import numpy as np
@@ -131,6 +132,13 @@ def frames_for(pipeline_class: str, n: int) -> int:
     return n
 
 
+class RenderedVideo(NamedTuple):
+    """A render's frames, and the share of its raw output values that were NaN or infinite."""
+
+    frames: np.ndarray
+    nonfinite_share: float
+
+
 def render_frames(
     pipe: diffusers.DiffusionPipeline,
     *,
@@ -143,7 +151,35 @@ def render_frames(
     steps: int,
     guidance: float,
 ) -> np.ndarray:
-    """Render one video and return exactly ``num_frames`` RGB frames, uint8 (frames, h, w, 3).
+    """Render one video and return exactly ``num_frames`` RGB frames, uint8 (frames, h, w, 3)."""
+    return render_video(
+        pipe,
+        prompt=prompt,
+        negative_prompt=negative_prompt,
+        seed=seed,
+        num_frames=num_frames,
+        width=width,
+        height=height,
+        steps=steps,
+        guidance=guidance,
+    ).frames
+
+
+def render_video(
+    pipe: diffusers.DiffusionPipeline,
+    *,
+    prompt: str,
+    negative_prompt: str,
+    seed: int,
+    num_frames: int,
+    width: int,
+    height: int,
+    steps: int,
+    guidance: float,
+) -> RenderedVideo:
+    """Render one video: exactly ``num_frames`` RGB frames, uint8 (frames, h, w, 3), and the
+    share of non-finite values the pipeline returned (they become black in the frames; the
+    quality gate rejects them, since the uint8 file cannot show them).
 
     The same arguments give bitwise-identical frames on the same device and torch thread count.
     The caller must hold the pipeline's lock (see LoadedPipeline).
@@ -161,6 +197,9 @@ def render_frames(
             generator=generator,
             output_type="pt",
         ).frames[0][:num_frames]
+        finite = torch.isfinite(video)
+        nonfinite_share = 1.0 - finite.float().mean().item()
         # Quantize on the pipeline's device: a quarter of the bytes cross to the host.
-        frames = (video.float() * 255).round().clamp(0, 255).to(torch.uint8)
-    return frames.permute(0, 2, 3, 1).contiguous().cpu().numpy()
+        clean = torch.where(finite, video.float(), torch.zeros((), device=video.device))
+        frames = (clean * 255).round().clamp(0, 255).to(torch.uint8)
+    return RenderedVideo(frames.permute(0, 2, 3, 1).contiguous().cpu().numpy(), nonfinite_share)

@@ -20,6 +20,9 @@ import transformers
 # Names the recipe below. Change it whenever a config or seed changes, so a model directory
 # built by an older recipe is never mistaken for the current one.
 TINY_MODEL_VERSION = "tiny-wan-v1"
+# A larger sibling (a wider, deeper denoiser; the same VAE, which dominates the cost), so an
+# escalation ladder from a cheaper model to a bigger one runs without any downloaded weights.
+TINY_PLUS_MODEL_VERSION = "tiny-wan-plus-v1"
 
 # 61 frames at 192x96 render in about 1 s on two CPU cores, nearly all of it in the VAE decode:
 # time grows with the pixel count, while going from 2 to 8 steps adds only about 10%.
@@ -75,6 +78,20 @@ VAE_CONFIG = {
 
 SCHEDULER_CONFIG = {"shift": 5.0}
 
+# What each built-in recipe changes in the denoiser, and its seeds.
+BUILTIN_RECIPES: dict[str, dict[str, object]] = {
+    TINY_MODEL_VERSION: {"transformer": {}, "seeds": COMPONENT_SEEDS},
+    TINY_PLUS_MODEL_VERSION: {
+        "transformer": {
+            "num_attention_heads": 4,
+            "attention_head_dim": 16,
+            "ffn_dim": 96,
+            "num_layers": 4,
+        },
+        "seeds": {"text_encoder": 11, "transformer": 12, "vae": 13},
+    },
+}
+
 
 def _build_tokenizer() -> transformers.T5Tokenizer:
     # A Unigram vocabulary of single characters tokenizes any ASCII prompt without a
@@ -106,19 +123,22 @@ def _shape_vae_weights(vae: diffusers.AutoencoderKLWan) -> None:
                 module.weight[module.in_channels :] = module.weight[: module.in_channels]
 
 
-def build_tiny_pipeline() -> diffusers.WanPipeline:
-    """Build the tiny Wan pipeline in memory; the same weights on every call and machine."""
+def build_tiny_pipeline(version: str = TINY_MODEL_VERSION) -> diffusers.WanPipeline:
+    """Build a built-in tiny Wan pipeline in memory; the same weights on every call and machine."""
+    recipe = BUILTIN_RECIPES[version]
+    seeds: dict[str, int] = recipe["seeds"]  # type: ignore[assignment]
+    transformer_config = {**TRANSFORMER_CONFIG, **recipe["transformer"]}  # type: ignore[dict-item]
     tokenizer = _build_tokenizer()
     # fork_rng restores the caller's global RNG state afterwards: seeding here must not change
     # what the caller's own random draws produce.
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(COMPONENT_SEEDS["text_encoder"])
+        torch.manual_seed(seeds["text_encoder"])
         text_encoder = transformers.UMT5EncoderModel(
             transformers.UMT5Config(vocab_size=len(tokenizer), **TEXT_ENCODER_CONFIG)
         )
-        torch.manual_seed(COMPONENT_SEEDS["transformer"])
-        transformer = diffusers.WanTransformer3DModel(**TRANSFORMER_CONFIG)
-        torch.manual_seed(COMPONENT_SEEDS["vae"])
+        torch.manual_seed(seeds["transformer"])
+        transformer = diffusers.WanTransformer3DModel(**transformer_config)
+        torch.manual_seed(seeds["vae"])
         vae = diffusers.AutoencoderKLWan(**VAE_CONFIG)
     _shape_vae_weights(vae)
     scheduler = diffusers.FlowMatchEulerDiscreteScheduler(**SCHEDULER_CONFIG)
@@ -134,17 +154,19 @@ def build_tiny_pipeline() -> diffusers.WanPipeline:
     )
 
 
-def ensure_tiny_model(root: pathlib.Path) -> pathlib.Path:
-    """Return ``root / TINY_MODEL_VERSION``, building and saving the tiny model there if absent."""
-    target = root / TINY_MODEL_VERSION
+def ensure_tiny_model(root: pathlib.Path, version: str = TINY_MODEL_VERSION) -> pathlib.Path:
+    """Return ``root / version``, building and saving that built-in model there if absent."""
+    if version not in BUILTIN_RECIPES:
+        raise ValueError(f"no built-in model {version!r}; built-ins: {', '.join(BUILTIN_RECIPES)}")
+    target = root / version
     if target.is_dir():
         return target
     root.mkdir(parents=True, exist_ok=True)
     # Save into a sibling and rename it into place: a crash leaves only a stray temporary
     # directory, never a half-written model under the final name.
-    staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{TINY_MODEL_VERSION}.", dir=root))
+    staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{version}.", dir=root))
     try:
-        build_tiny_pipeline().save_pretrained(staging)
+        build_tiny_pipeline(version).save_pretrained(staging)
         try:
             os.rename(staging, target)
         except OSError:

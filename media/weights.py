@@ -11,7 +11,7 @@ from pathlib import Path
 
 from factory.errors import ModelNotFound
 from factory.registry import REGISTER_HINT, ModelEntry, ResolvedModel
-from media.tinymodel import TINY_MODEL_VERSION, ensure_tiny_model
+from media.tinymodel import BUILTIN_RECIPES, ensure_tiny_model
 
 
 def _pipeline_files(root: Path) -> list[Path]:
@@ -60,12 +60,12 @@ def weights_fingerprint(root: Path, cache_file: Path | None = None) -> str:
 
 def _locate(entry: ModelEntry, models_dir: Path) -> Path:
     if entry.builtin is not None:
-        if entry.builtin != TINY_MODEL_VERSION:
+        if entry.builtin not in BUILTIN_RECIPES:
             raise ModelNotFound(
                 f"model {entry.name!r} asks for built-in {entry.builtin!r}, but this factory "
-                f"builds only {TINY_MODEL_VERSION!r}"
+                f"builds only {', '.join(map(repr, BUILTIN_RECIPES))}"
             )
-        return ensure_tiny_model(models_dir)
+        return ensure_tiny_model(models_dir, entry.builtin)
     if entry.path is not None:
         path = entry.path.expanduser()
         if not (path / "model_index.json").is_file():

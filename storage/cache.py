@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError, field_va
 from factory.assets import AssetRef, sha256_hex
 from factory.errors import IntegrityError, ObjectNotFound
 from factory.registry import ModelInfo
+from factory.verdicts import Verdict
 from storage.assets import get_asset
 from storage.objectstore import ObjectStore
 
@@ -72,6 +73,8 @@ class CacheEntry(BaseModel):
     device_class: str
     device_seconds: float
     created: datetime
+    verdict: Verdict | None = None
+    metrics: dict[str, float] = {}
 
     @field_validator("models", mode="before")
     @classmethod

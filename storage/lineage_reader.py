@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from factory.errors import IntegrityError, ObjectNotFound
 from factory.lineage import LineageRecord, UnknownSigner, record_digest, verify_record
+from factory.verdicts import Verdict
 from storage.lineage import RECORDS_PREFIX, REUSES_PREFIX, RecordStore
 from storage.objectstore import ObjectStore
 from storage.trust import TrustAnchor, TrustedKeys, load_trusted_keys
@@ -26,6 +27,7 @@ class LineageNode(BaseModel):
     media_type: str | None = None
     record_digest: str | None = None
     model: str | None = None
+    verdict: Verdict | None = None
     problems: list[str] = []
     parents: list["LineageNode"] = []
     record: LineageRecord | None = Field(default=None, exclude=True)
@@ -132,6 +134,7 @@ class LineageGraph:
         node.stage = record.stage.name
         node.media_type = record.asset.media_type
         node.model = record.model.name if record.model else None
+        node.verdict = record.verdict
         node.parents = [
             self._node(parent.digest, parent.record_digest) for parent in record.parents
         ]

@@ -1,4 +1,8 @@
-"""Assemble: the encoded segments joined into the deliverable by stream copy (no re-encode)."""
+"""Assemble: the accepted segments joined into the deliverable by stream copy (no re-encode).
+
+Its manifest names the verdict each segment was accepted on, beside the segments' own
+manifests (each carrying its full verdict) in its ingredients.
+"""
 
 from collections.abc import Mapping
 
@@ -6,13 +10,20 @@ from factory.assets import MEDIA_MP4, Recorded
 from factory.orders import Order
 from media.video import concat_mp4
 from tasks.prepare import Production
+from tasks.provenance import segment_verdicts_assertion
 from tasks.stage import DeviceTimer, Input, Job, StageSpec
 
 
 def plan_assemble(
-    order: Order, production: Production, index: int | None, upstream: list[Recorded]
+    order: Order,
+    production: Production,
+    index: int | None,
+    upstream: list[Recorded],
+    attempt: int = 1,
 ) -> Job:
     fragmented = order.encode.fragmented
+    verdicts = [ref.verdict for ref in upstream if ref.verdict is not None]
+    assertions = (segment_verdicts_assertion(verdicts),) if verdicts else ()
     return Job(
         stage=ASSEMBLE,
         index=None,
@@ -24,6 +35,7 @@ def plan_assemble(
             for position, ref in enumerate(upstream)
         ),
         delivered_seconds=order.duration_s,
+        assertions=assertions,
     )
 
 

@@ -16,7 +16,11 @@ _SPEC_FIELDS = [name for name in CompositeSpec.model_fields if name not in _PER_
 
 
 def plan_composite(
-    order: Order, production: Production, index: int | None, upstream: list[Recorded]
+    order: Order,
+    production: Production,
+    index: int | None,
+    upstream: list[Recorded],
+    attempt: int = 1,
 ) -> Job:
     assert index is not None
     (rendered,) = upstream

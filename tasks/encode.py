@@ -10,7 +10,11 @@ from tasks.stage import DeviceTimer, Input, Job, StageSpec
 
 
 def plan_encode(
-    order: Order, production: Production, index: int | None, upstream: list[Recorded]
+    order: Order,
+    production: Production,
+    index: int | None,
+    upstream: list[Recorded],
+    attempt: int = 1,
 ) -> Job:
     assert index is not None
     (composited,) = upstream

@@ -14,7 +14,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import task_run
 
 from factory.assets import StageResult
-from factory.floor import FloorEvent, WorkerAvailability
+from factory.floor import EventStatus, FloorEvent, WorkerAvailability
 from storage.floor_events import EventWriter
 from storage.objectstore import ObjectStore
 from storage.warehouse import Warehouse, WarehouseBusy, summary
@@ -72,7 +72,8 @@ def floor_event(resources: Resources, context: RunContext, job: Job) -> Iterator
         order_id=context.order_id,
         flow_run_id=context.flow_run_id,
         task_run_id=task_run_id,
-        status="cache_hit" if result.run.cache_hit else "completed",
+        status=_status(result),
+        cache_hit=result.run.cache_hit,
         attempt=number,
         model=model,
         bytes_in=bytes_in,
@@ -81,6 +82,13 @@ def floor_event(resources: Resources, context: RunContext, job: Job) -> Iterator
         worker_id=resources.settings.worker_id,
     )
     EventWriter(store).write_event(event)
+
+
+def _status(result: StageResult) -> EventStatus:
+    # A gate that reused an earlier rejection still rejects: its pass is not accepted.
+    if result.verdict is not None and not result.verdict.passed:
+        return "rejected"
+    return "cache_hit" if result.run.cache_hit else "completed"
 
 
 def _write_quietly(store: ObjectStore, event: FloorEvent) -> None:

@@ -17,6 +17,7 @@ from factory.registry import Registry, ResolvedModel
 from media.captions import check_captions
 from media.images import MAX_IMAGE_BYTES, check_image_bytes, inspect_image
 from media.weights import resolve_model
+from quality.thresholds import Thresholds, load_thresholds
 from storage.inputs import InputSource, file_path
 from tasks.provenance import RunContext, ingest_input
 from tasks.resources import Resources
@@ -26,11 +27,13 @@ _IMAGE_ROLES = ("background_image", "logo")
 
 
 class Production(BaseModel):
-    """The resolved inputs of one order: its models found on disk, its images ingested."""
+    """The resolved inputs of one order: its models found on disk, the gate's thresholds,
+    its images ingested."""
 
     model_config = ConfigDict(frozen=True)
 
     models: dict[str, ResolvedModel]
+    thresholds: Thresholds
     background: Recorded | None
     logo: Recorded | None
 
@@ -96,7 +99,8 @@ def check_order(
     glyph. Returns the order's models with their weights found and fingerprinted; nothing
     is written but the fingerprint cache beside the models.
     """
-    entries = {name: registry.get(name) for name in sorted({s.model for s in order.segments})}
+    names = {name for segment in order.segments for name in segment.ladder}
+    entries = {name: registry.get(name) for name in sorted(names)}
     _images(order, inputs or InputSource())
     check_captions(order.composite.captions)
     return {name: resolve_model(entry, models_dir) for name, entry in entries.items()}
@@ -106,6 +110,7 @@ def prepare(
     order: Order, resources: Resources, models: dict[str, ResolvedModel], context: RunContext
 ) -> Production:
     """The production of a checked order: its models, and its input images ingested."""
+    thresholds = load_thresholds(resources.settings.qc_thresholds)
     inputs = {
         role: ingest_input(resources, data, media_type, role, context)
         for role, (data, media_type) in _images(
@@ -113,5 +118,8 @@ def prepare(
         ).items()
     }
     return Production(
-        models=models, background=inputs.get("background_image"), logo=inputs.get("logo")
+        models=models,
+        thresholds=thresholds,
+        background=inputs.get("background_image"),
+        logo=inputs.get("logo"),
     )

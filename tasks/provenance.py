@@ -9,6 +9,7 @@ import subprocess
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from prefect.runtime import task_run
 from pydantic import BaseModel, ConfigDict, JsonValue
@@ -26,6 +27,8 @@ from factory.lineage import (
     record_digest,
     sign_record,
 )
+from factory.verdicts import Verdict
+from media.credentials import VERDICT_LABEL, factory_assertion
 from storage.assets import put_asset
 from storage.lineage import RecordStore
 from tasks.resources import Resources
@@ -55,6 +58,32 @@ def code_info() -> CodeInfo:
     except (OSError, subprocess.SubprocessError):
         commit = None
     return CodeInfo(package_version=factory.__version__, git_commit=commit or None)
+
+
+def verdict_assertions(verdict: Verdict | None) -> list[dict[str, Any]]:
+    """The C2PA assertion that carries a gate's verdict (none for other stages)."""
+    if verdict is None:
+        return []
+    return [factory_assertion(VERDICT_LABEL, verdict.model_dump(mode="json"))]
+
+
+def segment_verdicts_assertion(verdicts: list[Verdict]) -> dict[str, Any]:
+    """The deliverable's assertion naming the verdict each of its segments was accepted on."""
+    return factory_assertion(
+        VERDICT_LABEL,
+        {
+            "segments": [
+                {
+                    "index": index,
+                    "suite": verdict.suite,
+                    "suite_version": verdict.suite_version,
+                    "passed": verdict.passed,
+                    "attempt": verdict.attempt,
+                }
+                for index, verdict in enumerate(verdicts)
+            ]
+        },
+    )
 
 
 def media_assertion(
@@ -98,6 +127,7 @@ def write_record(
     model: ModelInfo | None = None,
     parameters: dict[str, JsonValue] | None = None,
     reused_from: str | None = None,
+    verdict: Verdict | None = None,
 ) -> str:
     """Sign the asset's lineage record and store it write-once; returns its record digest.
 
@@ -126,6 +156,7 @@ def write_record(
         code=code_info(),
         key_id=signer.key_id,
         reused_from=reused_from,
+        verdict=verdict,
     )
     records = RecordStore(resources.store)
     envelope = sign_record(record, signer)

@@ -4,22 +4,30 @@ from collections.abc import Mapping
 
 from factory.assets import MEDIA_LOSSLESS_RGB_MP4, Recorded
 from factory.orders import Order
-from media.pipelines import get_pipeline, render_frames
+from media.pipelines import get_pipeline, render_video
 from media.video import encode_lossless
 from tasks.prepare import Production
-from tasks.stage import DeviceTimer, Job, StageSpec
+from tasks.stage import DeviceTimer, Job, Output, StageSpec
+
+# What the render measures of its own output for the gate: the lossless file cannot show it.
+NONFINITE_SHARE = "nonfinite_share"
 
 
 def plan_render(
-    order: Order, production: Production, index: int | None, upstream: list[Recorded]
+    order: Order,
+    production: Production,
+    index: int | None,
+    upstream: list[Recorded],
+    attempt: int = 1,
 ) -> Job:
     assert index is not None
     segment = order.segments[index]
-    model = production.models[segment.model]
+    take = segment.take(attempt, order.quality.attempts)
+    model = production.models[take.model]
     recipe = {
         "prompt": segment.prompt,
         "negative_prompt": segment.negative_prompt,
-        "seed": segment.seed,
+        "seed": take.seed,
         "steps": segment.steps or model.entry.default_steps,
         "guidance": segment.guidance,
         "frames": segment.frame_count,
@@ -34,20 +42,21 @@ def plan_render(
         index=index,
         title=f"{order.id} segment {index} render",
         recipe=recipe,
-        parameters={**recipe, "segment_index": index},
+        parameters={**recipe, "segment_index": index, "attempt": attempt},
         model=model,
     )
 
 
-def compute_render(job: Job, inputs: Mapping[str, bytes], device: DeviceTimer) -> bytes:
-    """The segment at the model's native size, as a lossless RGB MP4."""
+def compute_render(job: Job, inputs: Mapping[str, bytes], device: DeviceTimer) -> Output:
+    """The segment at the model's native size, as a lossless RGB MP4, and the share of
+    non-finite values the model returned (the gate reads it)."""
     assert job.model is not None
     recipe = job.recipe
     handle = get_pipeline(job.model.path, str(recipe["pipeline_class"]))
     # The lock serialises calls on a shared pipeline (its scheduler holds state), so
     # device-seconds count only this segment's own compute, not the wait for the lock.
     with handle.lock, device():
-        frames = render_frames(
+        rendered = render_video(
             handle.pipe,
             prompt=recipe["prompt"],
             negative_prompt=recipe["negative_prompt"],
@@ -58,12 +67,16 @@ def compute_render(job: Job, inputs: Mapping[str, bytes], device: DeviceTimer) -
             steps=recipe["steps"],
             guidance=recipe["guidance"],
         )
-    return encode_lossless(frames, recipe["fps"])
+    return Output(
+        data=encode_lossless(rendered.frames, recipe["fps"]),
+        metrics={NONFINITE_SHARE: rendered.nonfinite_share},
+    )
 
 
+# 2: the output carries its non-finite share for the gate (entries of 1 do not).
 RENDER = StageSpec(
     name="render",
-    version="1",
+    version="2",
     media_type=MEDIA_LOSSLESS_RGB_MP4,
     action="created",
     plan=plan_render,

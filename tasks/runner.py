@@ -15,9 +15,9 @@ from media.credentials import Ingredient
 from storage.assets import get_asset, put_asset
 from storage.cache import CacheEntry, CacheMode, SegmentCache
 from tasks.clock import stage_clock
-from tasks.provenance import RunContext, media_assertion, write_record
+from tasks.provenance import RunContext, media_assertion, verdict_assertions, write_record
 from tasks.resources import Resources
-from tasks.stage import Input, Job
+from tasks.stage import Input, Job, Output
 
 log = logging.getLogger("factory.cache")
 
@@ -77,15 +77,17 @@ def produce(resources: Resources, job: Job, context: RunContext) -> StageResult:
     device = resources.device_class if stage.on_accelerator else "cpu"
     with stage_clock(stage.name, job.index, device) as clock:
         inputs = {item.label: get_asset(store, item.recorded.asset) for item in job.inputs}
-        data = stage.compute(job, inputs, clock.device)
+        computed = stage.compute(job, inputs, clock.device)
+        output = computed if isinstance(computed, Output) else Output(computed)
         parent = [_ingredient(item, inputs) for item in job.inputs if item.role == "parent"]
         signed = resources.signers.credentials.sign(
-            data,
+            output.data,
             action=stage.action,
             title=job.title,
             parent=parent[0] if parent else None,
             components=[_ingredient(i, inputs) for i in job.inputs if i.role == "component"],
             provenance=media_assertion(stage.name, context, job.parents, job.models),
+            assertions=[*job.assertions, *verdict_assertions(output.verdict)],
         )
         asset = put_asset(
             store, signed, stage.media_type, tuple(ref.asset.digest for ref in job.parents)
@@ -101,8 +103,16 @@ def produce(resources: Resources, job: Job, context: RunContext) -> StageResult:
             run=run,
             model=job.model.info if job.model else None,
             parameters=job.parameters,
+            verdict=output.verdict,
         )
-        return StageResult(asset=asset, run=run, record_digest=digest, models=job.models)
+        return StageResult(
+            asset=asset,
+            run=run,
+            record_digest=digest,
+            models=job.models,
+            verdict=output.verdict,
+            metrics=output.metrics,
+        )
 
 
 def _ingredient(item: Input, inputs: dict[str, bytes]) -> Ingredient:
@@ -143,11 +153,17 @@ def _reuse(
             model=job.model.info if job.model else None,
             parameters=job.parameters,
             reused_from=entry.record_digest,
+            verdict=entry.verdict,
         )
     # Children link to the producing record, which `verify` walks; the reuse record is
     # this run's account of using it.
     return StageResult(
-        asset=entry.asset, run=run, record_digest=entry.record_digest, models=entry.models
+        asset=entry.asset,
+        run=run,
+        record_digest=entry.record_digest,
+        models=entry.models,
+        verdict=entry.verdict,
+        metrics=entry.metrics,
     )
 
 
@@ -161,4 +177,6 @@ def _entry(job: Job, result: StageResult) -> CacheEntry:
         device_class=result.run.device_class,
         device_seconds=result.run.device_seconds,
         created=result.run.ended,
+        verdict=result.verdict,
+        metrics=result.metrics,
     )

@@ -17,6 +17,7 @@ from factory.assets import Recorded
 from factory.orders import Order
 from factory.registry import ModelInfo, ResolvedModel
 from factory.stages import StageName
+from factory.verdicts import Verdict
 from media.credentials import Action
 from storage.cache import cache_key
 from tasks.prepare import Production
@@ -49,6 +50,7 @@ class Job:
     inputs: tuple[Input, ...] = ()
     model: ResolvedModel | None = None
     delivered_seconds: float = 0.0
+    assertions: tuple[dict[str, JsonValue], ...] = ()
     key: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -74,17 +76,37 @@ class Job:
 DeviceTimer = Callable[[], AbstractContextManager[None]]
 
 
+@dataclass(frozen=True)
+class Output:
+    """A compute's output when it is more than bytes: a judgement, or measurements of itself."""
+
+    data: bytes
+    verdict: Verdict | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
 class Compute(Protocol):
-    def __call__(self, job: Job, inputs: Mapping[str, bytes], device: DeviceTimer) -> bytes:
+    def __call__(
+        self, job: Job, inputs: Mapping[str, bytes], device: DeviceTimer
+    ) -> bytes | Output:
         """The output's bytes; ``device()`` brackets the part that occupies the device."""
         ...
 
 
 class Planner(Protocol):
     def __call__(
-        self, order: Order, production: Production, index: int | None, upstream: list[Recorded]
+        self,
+        order: Order,
+        production: Production,
+        index: int | None,
+        upstream: list[Recorded],
+        attempt: int = 1,
     ) -> Job:
-        """The job for segment ``index`` (None: the whole order) given the stages before it."""
+        """The job for segment ``index`` (None: the whole order) given the stages before it.
+
+        ``attempt`` is which take of the segment this is (``Segment.take``): the render
+        draws its model and seed from it, the gate records it; other stages ignore it.
+        """
         ...
 
 
