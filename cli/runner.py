@@ -101,6 +101,12 @@ def run_with_progress(
     ]
 
     def on_event(stage: str, index: int | None, event: progress.Event) -> None:
+        if event == "rejected" and index is not None:
+            # The segment is taken again: one more of each stage to come.
+            for name in SEGMENT_STAGES:
+                bars.update(stage_bars[name], total=bars.tasks[stage_bars[name]].total + 1)
+            bars.reset(segment_bars[index], description=f"segment {index:>3}  rejected, next take")
+            return
         if event == "finished":
             bars.advance(stage_bars[stage])
         if index is None:

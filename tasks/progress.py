@@ -9,7 +9,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Literal
 
-Event = Literal["started", "finished", "failed"]
+# "rejected" follows a gate's "finished" when its verdict failed: the segment goes again.
+Event = Literal["started", "finished", "failed", "rejected"]
 Listener = Callable[[str, int | None, Event], None]
 
 _listeners: list[Listener] = []

@@ -14,6 +14,7 @@ from factory.assets import RunRecord, StageResult
 from media.credentials import Ingredient
 from storage.assets import get_asset, put_asset
 from storage.cache import CacheEntry, CacheMode, SegmentCache
+from tasks import progress
 from tasks.clock import stage_clock
 from tasks.provenance import RunContext, media_assertion, verdict_assertions, write_record
 from tasks.resources import Resources
@@ -23,6 +24,13 @@ log = logging.getLogger("factory.cache")
 
 
 def run_stage(resources: Resources, job: Job, context: RunContext, mode: CacheMode) -> StageResult:
+    """The job's result (see ``_run``), announced as rejected when its gate failed it."""
+    result = _run(resources, job, context, mode)
+    _announce(job, result)
+    return result
+
+
+def _run(resources: Resources, job: Job, context: RunContext, mode: CacheMode) -> StageResult:
     """The job's result, from the cache when ``mode`` allows and an entry checks out.
 
     ``mode``: "use" reuses an identical earlier output (and of two workers that miss at
@@ -68,7 +76,14 @@ def reuse_cached(resources: Resources, job: Job, context: RunContext) -> StageRe
     found = SegmentCache(resources.store).lookup(job.stage.name, job.key)
     if found.entry is None:
         return None
-    return _reuse(resources, job, context, found.entry, started, start)
+    result = _reuse(resources, job, context, found.entry, started, start)
+    _announce(job, result)
+    return result
+
+
+def _announce(job: Job, result: StageResult) -> None:
+    if result.verdict is not None and not result.verdict.passed:
+        progress.emit(job.stage.name, job.index, "rejected")
 
 
 def produce(resources: Resources, job: Job, context: RunContext) -> StageResult:

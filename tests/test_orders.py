@@ -226,3 +226,42 @@ def test_numbers_still_load_as_before():
     order = parse_order(_order(fps=24, duration_s=2, seed=7, guidance=0, steps=4))
     assert (order.segments[0].fps, order.segments[0].duration_s) == (24, 2.0)
     assert order.segments[0].guidance == 0.0
+
+
+def test_takes_walk_seeds_then_the_escalation_ladder():
+    order = parse_order(
+        {
+            "id": "ladder",
+            "quality": {"attempts": 2},
+            "segments": [{"prompt": "a", "duration_s": 1, "seed": 7, "escalation": ["tiny-plus"]}],
+        }
+    )
+    segment = order.segments[0]
+    assert order.attempts(0) == 4
+    takes = [segment.take(attempt, order.quality.attempts) for attempt in range(1, 5)]
+    assert [(t.model, t.seed) for t in takes] == [
+        ("tiny", 7),
+        ("tiny", 8),
+        ("tiny-plus", 7),
+        ("tiny-plus", 8),
+    ]
+    with pytest.raises(ValueError, match=r"outside 1\.\.4"):
+        segment.take(5, order.quality.attempts)
+
+
+def test_a_seed_at_the_top_of_its_range_wraps_on_the_next_take():
+    segment = parse_order(
+        {"id": "wrap", "segments": [{"prompt": "a", "duration_s": 1, "seed": 2**63 - 1}]}
+    ).segments[0]
+    assert segment.take(2, 2).seed == 0
+
+
+def test_a_ladder_that_names_a_model_twice_is_refused():
+    with pytest.raises(BadInput, match="escalation: names a model twice"):
+        parse_order(_order(escalation=["tiny-plus", "tiny-plus"]))
+
+
+@pytest.mark.parametrize("attempts", [0, 11, True])
+def test_attempts_out_of_range_are_refused(attempts):
+    with pytest.raises(BadInput, match=r"quality\.attempts"):
+        parse_order({**_order(), "quality": {"attempts": attempts}})
