@@ -52,7 +52,8 @@ def _row(
         "stage": None,
         "record_verified": False,
         "parent_digests": [],
-        "parents_exist": False,
+        # Unknown until the record verifies: the record's failure is the one to report.
+        "parents_exist": None,
         "problem": "",
     }
     try:
