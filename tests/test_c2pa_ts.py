@@ -28,6 +28,7 @@ from media.credentials import (
     QUALITY_VERDICT_LABEL,
     TRAINED_ALGORITHMIC_MEDIA,
     CredentialSigner,
+    Ingredient,
 )
 from storage import keys
 from storage.local import LocalStore
@@ -253,6 +254,26 @@ def test_a_json_assertion_fails_in_c2pa_ts_where_cbor_holds(c2pa_ts: Path, tmp_p
     for name in ("Json.mp4", "Cbor.mp4"):
         report = read_credentials((tmp_path / name).read_bytes(), [])
         assert (report.state, report.assertion) == ("Valid", data)
+
+
+def test_fragmented_mp4_validates_in_c2pa_ts(c2pa_ts: Path, tmp_path: Path) -> None:
+    """Orders may ask for fragmented MP4 (brands iso5, iso6, mp41 rather than isom)."""
+    signer = CredentialSigner(make_certificate_chain("Fragmented Test"))
+    media = h264(0, fragmented=True)
+    render = signer.sign(media, action="created", title="render", provenance=PROVENANCE)
+    encoded = signer.sign(
+        media,
+        action="transcoded",
+        title="encode",
+        parent=Ingredient(render, "render", "render"),
+        provenance={"stage": "encode"},
+    )
+    (tmp_path / "fragmented.mp4").write_bytes(encoded)
+    [report] = c2pa_ts_reports(c2pa_ts, [tmp_path / "fragmented.mp4"])
+    assert failures(report["validation"]) == []
+    assert "assertion.bmffHash.match" in codes(report["validation"])
+    [embedded] = [m for m in report["manifests"] if not m["active"]]
+    assert embedded["data"][PROVENANCE_LABEL] == {"kind": "Cbor", "data": PROVENANCE}
 
 
 def _walk(ingredients: list[IngredientReport]) -> list[dict[str, Any]]:
