@@ -10,6 +10,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from PIL import Image
 
 from factory.errors import BadInput
+from factory.verdicts import ExpectationFailure, Verdict
 from media.certificates import ALG, CertificateChain, make_certificate_chain
 from media.credential_reports import read_credentials, verify_credentials
 from media.credentials import (
@@ -168,13 +169,22 @@ def test_signed_render_is_trusted_and_reads_back(rendered: bytes, anchors: list[
 def test_factory_assertions_are_cbor_and_read_back_at_any_depth(
     signer: CredentialSigner, unsigned: bytes, anchors: list[bytes]
 ) -> None:
-    verdict = {
-        "suite": "segment",
-        "suite_version": "1",
-        "passed": False,
-        "failing": [{"expectation": "frozen_runs", "observed": [0, 3, 255]}],
-        "attempt": 2,
-    }
+    judged = Verdict(
+        suite="segment",
+        suite_version="1",
+        passed=False,
+        failures=(
+            ExpectationFailure(
+                expectation="expect_column_max_to_be_between",
+                metric="frozen_run",
+                observed=[0, 3, 255],
+                expected={"min_value": 0, "max_value": 2.0},
+            ),
+        ),
+        metrics={"black_share": 0.0, "frames": 8},
+        attempt=2,
+    )
+    verdict = judged.model_dump(mode="json")
     render = signer.sign(
         unsigned,
         action="created",
@@ -193,6 +203,7 @@ def test_factory_assertions_are_cbor_and_read_back_at_any_depth(
         PROVENANCE,
         ours,
     )
+    assert Verdict.model_validate(report.factory_assertions[QUALITY_VERDICT_LABEL]) == judged
     assert read_credentials(render, anchors, with_assertion=False).factory_assertions == {}
     encoded = signer.sign(
         unsigned,
