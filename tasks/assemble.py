@@ -23,7 +23,7 @@ def plan_assemble(
 ) -> Job:
     fragmented = order.encode.fragmented
     verdicts = [ref.verdict for ref in upstream if ref.verdict is not None]
-    assertions = (segment_verdicts_assertion(verdicts),) if verdicts else ()
+    assertions = segment_verdicts_assertion(verdicts) if verdicts else {}
     return Job(
         stage=ASSEMBLE,
         index=None,

@@ -28,7 +28,7 @@ from factory.lineage import (
     sign_record,
 )
 from factory.verdicts import Verdict
-from media.credentials import VERDICT_LABEL, factory_assertion
+from media.credentials import QUALITY_VERDICT_LABEL
 from storage.assets import put_asset
 from storage.lineage import RecordStore
 from tasks.resources import Resources
@@ -60,18 +60,17 @@ def code_info() -> CodeInfo:
     return CodeInfo(package_version=factory.__version__, git_commit=commit or None)
 
 
-def verdict_assertions(verdict: Verdict | None) -> list[dict[str, Any]]:
+def verdict_assertions(verdict: Verdict | None) -> dict[str, dict[str, Any]]:
     """The C2PA assertion that carries a gate's verdict (none for other stages)."""
     if verdict is None:
-        return []
-    return [factory_assertion(VERDICT_LABEL, verdict.model_dump(mode="json"))]
+        return {}
+    return {QUALITY_VERDICT_LABEL: verdict.model_dump(mode="json")}
 
 
-def segment_verdicts_assertion(verdicts: list[Verdict]) -> dict[str, Any]:
+def segment_verdicts_assertion(verdicts: list[Verdict]) -> dict[str, dict[str, Any]]:
     """The deliverable's assertion naming the verdict each of its segments was accepted on."""
-    return factory_assertion(
-        VERDICT_LABEL,
-        {
+    return {
+        QUALITY_VERDICT_LABEL: {
             "segments": [
                 {
                     "index": index,
@@ -82,8 +81,8 @@ def segment_verdicts_assertion(verdicts: list[Verdict]) -> dict[str, Any]:
                 }
                 for index, verdict in enumerate(verdicts)
             ]
-        },
-    )
+        }
+    }
 
 
 def media_assertion(

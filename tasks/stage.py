@@ -50,7 +50,7 @@ class Job:
     inputs: tuple[Input, ...] = ()
     model: ResolvedModel | None = None
     delivered_seconds: float = 0.0
-    assertions: tuple[dict[str, JsonValue], ...] = ()
+    assertions: Mapping[str, dict[str, JsonValue]] = field(default_factory=dict)
     key: str = field(init=False)
 
     def __post_init__(self) -> None:
