@@ -8,9 +8,24 @@ reused only while the suite that judged it is unchanged.
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
 
 SuiteName = Literal["segment", "deliverable", "lineage"]
+
+# Measured values keep 10 significant digits. Beyond that they are noise, and they would not
+# survive the trip through c2pa-rs: its JSON parser may move a 17-digit float by one unit in
+# the last place, so the manifest's copy of a verdict would differ from the record's.
+SIGNIFICANT_DIGITS = 10
+
+
+def _rounded(value: JsonValue) -> JsonValue:
+    if isinstance(value, float):
+        return float(f"{value:.{SIGNIFICANT_DIGITS}g}")
+    if isinstance(value, dict):
+        return {key: _rounded(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_rounded(item) for item in value]
+    return value
 
 
 class ExpectationFailure(BaseModel):
@@ -24,6 +39,11 @@ class ExpectationFailure(BaseModel):
     metric: str | None = Field(description="The metric (column) it was about; None for table-level")
     observed: JsonValue = Field(description="The observed value, as GX reported it")
     expected: dict[str, JsonValue] = Field(description="The bounds or value it was held to")
+
+    @field_validator("observed", "expected")
+    @classmethod
+    def _round(cls, value: JsonValue) -> JsonValue:
+        return _rounded(value)
 
 
 class Verdict(BaseModel):
@@ -39,6 +59,11 @@ class Verdict(BaseModel):
         default_factory=dict, description="The measured values the expectations read"
     )
     attempt: int = Field(default=1, ge=1, description="Which attempt at the asset this judged")
+
+    @field_validator("metrics")
+    @classmethod
+    def _round(cls, value: dict[str, JsonValue]) -> JsonValue:
+        return _rounded(value)
 
     def describe(self) -> str:
         """One line per failing expectation, for errors and reports."""

@@ -21,6 +21,7 @@ from media.credential_reports import (
     credential_problems,
     read_credentials,
 )
+from media.credentials import QUALITY_VERDICT_LABEL
 from storage.assets import asset_key
 from storage.lineage_reader import LineageGraph, LineageNode, LineageReader
 from storage.objectstore import ObjectStore
@@ -94,14 +95,33 @@ def _same_making(node: LineageNode, assertion: Mapping[str, Any]) -> bool:
     )
 
 
+def _verdict_problem(
+    node: LineageNode, claimed: Mapping[str, Any] | None, where: str
+) -> str | None:
+    """Whether a gate's record and its manifest tell the same verdict."""
+    assert node.record is not None
+    recorded = node.record.verdict
+    if recorded is None:
+        return None
+    if claimed is None:
+        return f"C2PA: {where} carries no quality verdict, but its lineage record does"
+    if claimed != recorded.model_dump(mode="json"):
+        return (
+            f"C2PA: {where} asserts a quality verdict (passed={claimed.get('passed')}) that "
+            f"differs from its lineage record's (passed={recorded.passed}): one was altered"
+        )
+    return None
+
+
 def _cross_check(
     graph: LineageGraph,
     node: LineageNode,
-    assertion: Mapping[str, Any] | None,
-    ingredients: Sequence[IngredientReport],
+    report: CredentialReport | IngredientReport,
     where: str,
 ) -> None:
-    """A manifest's claimed parent records must be the records walked, at every depth."""
+    """A manifest's claimed parent records must be the records walked, at every depth,
+    and a gate's manifest must assert the verdict its record holds."""
+    assertion, ingredients = report.assertion, report.ingredients
     if node.record is None:
         return  # the record's own problem is reported already
     if assertion is None:
@@ -117,6 +137,9 @@ def _cross_check(
             f"{[r[:12] for _, r in _walked(node)]} (the records were re-signed or replaced)",
         )
         return
+    verdict = _verdict_problem(node, report.factory_assertions.get(QUALITY_VERDICT_LABEL), where)
+    if verdict:
+        graph.fail(node, verdict)
     for ingredient in ingredients:
         if not ingredient.has_manifest:
             continue
@@ -134,7 +157,7 @@ def _cross_check(
         if found is None:
             graph.fail(node, f"C2PA: {inner} matches none of the parent records walked")
         else:
-            _cross_check(graph, found, ingredient.assertion, ingredient.ingredients, inner)
+            _cross_check(graph, found, ingredient, inner)
 
 
 def _credentials(data: bytes, roots: Sequence[bytes]) -> CredentialReport:
@@ -182,7 +205,7 @@ def verify(
     for problem in credentials:
         graph.fail(tree, f"C2PA: {problem}")
     if report is not None and report.state in ("Trusted", "Valid"):
-        _cross_check(graph, tree, report.assertion, report.ingredients, "the manifest")
+        _cross_check(graph, tree, report, "the manifest")
     return VerifyReport(
         digest=digest,
         verified=not graph.problems,

@@ -7,11 +7,15 @@ lineage record that carries it: accepted or not, every judgement is provenance. 
 flow assembles only accepted segments and re-renders the rest (``Segment.take``).
 """
 
+import logging
+import threading
 from collections.abc import Mapping
+from functools import lru_cache
 
 from factory.assets import MEDIA_MP4, Recorded
 from factory.orders import Order
-from quality.judge import SegmentTarget, judge_for, segment_target
+from quality.judge import Judge
+from quality.targets import SegmentTarget, segment_target
 from quality.thresholds import Thresholds
 from tasks.prepare import Production
 from tasks.render import NONFINITE_SHARE
@@ -56,17 +60,25 @@ def plan_gate(
 def compute_gate(job: Job, inputs: Mapping[str, bytes], device: DeviceTimer) -> Output:
     """The encoded segment's bytes, unchanged, with the segment suite's verdict on them."""
     recipe = job.recipe
-    judge = judge_for(Thresholds.model_validate(recipe["thresholds"]))
-    measured = (
-        {} if recipe["nonfinite_share"] is None else {NONFINITE_SHARE: recipe["nonfinite_share"]}
-    )
-    with device():
+    judge, lock = _judge(Thresholds.model_validate(recipe["thresholds"]).model_dump_json())
+    # One Great Expectations context per process and thresholds, used by one thread at a time.
+    with lock, device():
         verdict = judge.judge_segment(
-            inputs["segment"], SegmentTarget.model_validate(recipe["target"]), measured
+            inputs["segment"],
+            SegmentTarget.model_validate(recipe["target"]),
+            recipe["nonfinite_share"],
+            attempt=int(recipe["attempt"]),
         )
-    return Output(
-        data=inputs["segment"], verdict=verdict.model_copy(update={"attempt": recipe["attempt"]})
-    )
+    return Output(data=inputs["segment"], verdict=verdict)
+
+
+@lru_cache(maxsize=4)
+def _judge(thresholds: str) -> tuple[Judge, threading.Lock]:
+    # Built on the first gate that computes: importing Great Expectations costs seconds,
+    # which a fully cached run never pays. Its INFO lines (a temporary docs directory per
+    # context) would land in every run's log and terminal.
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    return Judge(Thresholds.model_validate_json(thresholds)), threading.Lock()
 
 
 GATE = StageSpec(
