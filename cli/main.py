@@ -187,6 +187,7 @@ def run(
     table.add_row("digest", f"sha256:{delivery.deliverable.digest}")
     table.add_row("stored at", delivery.deliverable.uri)
     table.add_row("device-seconds", f"{delivery.device_seconds:.2f} ({_devices(delivery)})")
+    table.add_row("quality", delivery.quality)
     hits = [run for run in delivery.runs if run.cache_hit]
     table.add_row(
         "cache",

@@ -108,14 +108,42 @@ class Delivery(BaseModel):
         "and retries are in the floor warehouse, not here)",
     )
     currency: str = "USD"
-    gate: list[Verdict] = Field(
+    segment_verdicts: list[Verdict] = Field(
         default_factory=list,
-        description="Each segment's accepted quality verdict, in order (attempt says which try)",
+        description="Each segment's accepted quality verdict, in order (attempt: which take)",
+    )
+    deliverable_verdict: Verdict | None = Field(
+        default=None, description="The deliverable suite's verdict (duration, size, segments)"
+    )
+    lineage_verdict: Verdict | None = Field(
+        default=None,
+        description="The lineage-completeness suite's verdict on this run's records; None "
+        "when the run computed nothing (every stage reused, so no new record to judge)",
     )
 
     @property
     def device_seconds(self) -> float:
         return sum(run.device_seconds for run in self.runs)
+
+    @property
+    def quality(self) -> str:
+        """The quality verdicts in one line: segments accepted (and on which take), the
+        deliverable and lineage suites, and the suite version."""
+        segments = self.segment_verdicts
+        if not segments and self.deliverable_verdict is None:
+            return "not judged"
+        retaken = [f"{i}: take {v.attempt}" for i, v in enumerate(segments) if v.attempt > 1]
+        parts = [
+            f"{len(segments)} segments accepted" + (f" ({', '.join(retaken)})" * bool(retaken))
+        ]
+        for name, verdict in (
+            ("deliverable", self.deliverable_verdict),
+            ("lineage", self.lineage_verdict),
+        ):
+            if verdict is not None:
+                parts.append(f"{name} {'passed' if verdict.passed else 'FAILED'}")
+        version = (segments[0] if segments else self.deliverable_verdict).suite_version
+        return "; ".join(parts) + f" (suite version {version})"
 
     @property
     def verdict(self) -> str:

@@ -80,6 +80,10 @@ def produce(
         resources, order, production, context, cache, None, accepted
     )
     close_floor_books(resources, context, started, ingest=floor)
+    if assembled.verdict is not None and not assembled.verdict.passed:
+        raise QualityRejected(
+            f"order {order.id}: the deliverable failed its suite\n{assembled.verdict.describe()}"
+        )
     return publish_delivery(
         resources,
         Delivery(
@@ -90,8 +94,10 @@ def produce(
             duration_s=order.duration_s,
             store=resources.store.url,
             runs=[*takes.runs, assembled.run],
-            gate=[result.verdict for result in accepted if result.verdict is not None],
+            segment_verdicts=[result.verdict for result in accepted if result.verdict],
+            deliverable_verdict=assembled.verdict,
         ),
+        production.thresholds,
     )
 
 

@@ -15,7 +15,12 @@ from factory.orders import Order
 from factory.verdicts import Verdict
 from quality.metrics import deliverable_metrics, segment_metrics
 from quality.tables import deliverable_row, segment_rows
-from quality.targets import SegmentTarget, deliverable_target, segment_target
+from quality.targets import (
+    DeliverableTarget,
+    SegmentTarget,
+    deliverable_target,
+    segment_target,
+)
 from quality.thresholds import Thresholds, load_thresholds
 
 if TYPE_CHECKING:
@@ -82,7 +87,13 @@ class Judge:
 
     def judge_deliverable(self, data: bytes, order: Order, *, attempt: int = 1) -> Verdict:
         """The verdict on a deliverable: its duration, size and segments against ``order``."""
-        row = deliverable_row(deliverable_metrics(data), deliverable_target(order))
+        return self.judge_deliverable_target(data, deliverable_target(order), attempt=attempt)
+
+    def judge_deliverable_target(
+        self, data: bytes, target: DeliverableTarget, *, attempt: int = 1
+    ) -> Verdict:
+        """The verdict on a deliverable against ``target`` (``deliverable_target(order)``)."""
+        row = deliverable_row(deliverable_metrics(data), target)
         return self.suites.judge("deliverable", [row], attempt=attempt)[0]
 
     def judge_lineage(self, frame: "pd.DataFrame") -> Verdict:

@@ -12,8 +12,12 @@ from prefect.artifacts import create_markdown_artifact
 
 from factory.assets import Delivery
 from factory.floor import load_price_card
+from quality.lineage_table import lineage_frame
+from quality.thresholds import Thresholds
+from storage.lineage_reader import LineageReader
 from storage.trust import load_trusted_keys, resolve_anchor
 from storage.verification import verify
+from tasks.judging import judging
 from tasks.resources import Resources
 
 
@@ -38,6 +42,7 @@ def markdown(delivery: Delivery) -> str:
         ("record digest", f"`sha256:{delivery.record_digest}`"),
         ("duration", f"{delivery.duration_s:.2f} s"),
         ("verification", delivery.verdict),
+        ("quality", delivery.quality),
         ("device-seconds", f"{delivery.device_seconds:.2f} ({devices})"),
         (
             "cost",
@@ -53,20 +58,33 @@ def markdown(delivery: Delivery) -> str:
     return "\n".join(lines) + "\n"
 
 
-def publish_delivery(resources: Resources, delivery: Delivery) -> Delivery:
-    """Verify the deliverable against the factory's root, price the run, publish both.
+def publish_delivery(resources: Resources, delivery: Delivery, thresholds: Thresholds) -> Delivery:
+    """Verify the deliverable against the factory's root, judge the run's lineage, price the
+    run, publish all three.
 
-    Returns ``delivery`` with its verdict and cost; the artifact and the log line carry the
-    digest, URI, duration, verdict and cost.
+    Returns ``delivery`` with its verdicts and cost; the artifact and the log line carry the
+    digest, URI, duration, verdicts and cost.
     """
     anchor = resolve_anchor(resources.settings.trust, resources.settings.keys_dir)
     trusted = load_trusted_keys(resources.store, anchor)
     report = verify(resources.store, trusted, digest=delivery.deliverable.digest)
     cost, currency = _priced(delivery)
+    # A run that only reused wrote reuse records alone; judging them would import Great
+    # Expectations into every warm run for no new fact (verify walked the lineage above).
+    computed = not all(run.cache_hit for run in delivery.runs)
+    lineage = None
+    if computed:
+        frame = lineage_frame(LineageReader(resources.store, trusted), delivery.flow_run_id)
+        with judging(thresholds) as judge:
+            lineage = judge.judge_lineage(frame)
+    problems = list(report.problems)
+    if lineage is not None and not lineage.passed:
+        problems.append(lineage.describe())
     done = delivery.model_copy(
         update={
-            "verified": report.verified,
-            "problems": list(report.problems),
+            "verified": report.verified and (lineage is None or lineage.passed),
+            "problems": problems,
+            "lineage_verdict": lineage,
             "cost": cost,
             "currency": currency,
         }

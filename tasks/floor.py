@@ -67,18 +67,19 @@ def floor_event(resources: Resources, context: RunContext, job: Job) -> Iterator
     result = attempt.result
     if result is None:
         return
+    status = _status(result)
     event = FloorEvent.from_run(
         result.run,
         order_id=context.order_id,
         flow_run_id=context.flow_run_id,
         task_run_id=task_run_id,
-        status=_status(result),
+        status=status,
         cache_hit=result.run.cache_hit,
         attempt=number,
         model=model,
         bytes_in=bytes_in,
         bytes_out=result.asset.size,
-        delivered_seconds=job.delivered_seconds,
+        delivered_seconds=job.delivered_seconds if status != "rejected" else 0.0,
         worker_id=resources.settings.worker_id,
     )
     EventWriter(store).write_event(event)

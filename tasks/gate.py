@@ -7,16 +7,13 @@ lineage record that carries it: accepted or not, every judgement is provenance. 
 flow assembles only accepted segments and re-renders the rest (``Segment.take``).
 """
 
-import logging
-import threading
 from collections.abc import Mapping
-from functools import lru_cache
 
 from factory.assets import MEDIA_MP4, Recorded
 from factory.orders import Order
-from quality.judge import Judge
 from quality.targets import SegmentTarget, segment_target
 from quality.thresholds import Thresholds
+from tasks.judging import judging
 from tasks.prepare import Production
 from tasks.render import NONFINITE_SHARE
 from tasks.stage import DeviceTimer, Input, Job, Output, StageSpec
@@ -60,9 +57,7 @@ def plan_gate(
 def compute_gate(job: Job, inputs: Mapping[str, bytes], device: DeviceTimer) -> Output:
     """The encoded segment's bytes, unchanged, with the segment suite's verdict on them."""
     recipe = job.recipe
-    judge, lock = _judge(Thresholds.model_validate(recipe["thresholds"]).model_dump_json())
-    # One Great Expectations context per process and thresholds, used by one thread at a time.
-    with lock, device():
+    with judging(Thresholds.model_validate(recipe["thresholds"])) as judge, device():
         verdict = judge.judge_segment(
             inputs["segment"],
             SegmentTarget.model_validate(recipe["target"]),
@@ -70,15 +65,6 @@ def compute_gate(job: Job, inputs: Mapping[str, bytes], device: DeviceTimer) -> 
             attempt=int(recipe["attempt"]),
         )
     return Output(data=inputs["segment"], verdict=verdict)
-
-
-@lru_cache(maxsize=4)
-def _judge(thresholds: str) -> tuple[Judge, threading.Lock]:
-    # Built on the first gate that computes: importing Great Expectations costs seconds,
-    # which a fully cached run never pays. Its INFO lines (a temporary docs directory per
-    # context) would land in every run's log and terminal.
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)
-    return Judge(Thresholds.model_validate_json(thresholds)), threading.Lock()
 
 
 GATE = StageSpec(

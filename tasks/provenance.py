@@ -6,6 +6,7 @@ never appear in a record, a parameter shown by Prefect, or a log line.
 """
 
 import subprocess
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
@@ -60,11 +61,18 @@ def code_info() -> CodeInfo:
     return CodeInfo(package_version=factory.__version__, git_commit=commit or None)
 
 
-def verdict_assertions(verdict: Verdict | None) -> dict[str, dict[str, Any]]:
-    """The C2PA assertion that carries a gate's verdict (none for other stages)."""
-    if verdict is None:
-        return {}
-    return {QUALITY_VERDICT_LABEL: verdict.model_dump(mode="json")}
+def verdict_assertions(
+    verdict: Verdict | None, planned: Mapping[str, Mapping[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """The stage's extra C2PA assertions: those planned (a deliverable's segment verdicts),
+    with the verdict its own suite reached merged into the quality-verdict assertion."""
+    merged = {label: dict(data) for label, data in planned.items()}
+    if verdict is not None:
+        merged[QUALITY_VERDICT_LABEL] = {
+            **merged.get(QUALITY_VERDICT_LABEL, {}),
+            **verdict.model_dump(mode="json"),
+        }
+    return merged
 
 
 def segment_verdicts_assertion(verdicts: list[Verdict]) -> dict[str, dict[str, Any]]:

@@ -102,7 +102,7 @@ def produce(resources: Resources, job: Job, context: RunContext) -> StageResult:
             parent=parent[0] if parent else None,
             components=[_ingredient(i, inputs) for i in job.inputs if i.role == "component"],
             provenance=media_assertion(stage.name, context, job.parents, job.models),
-            extra_assertions={**job.assertions, **verdict_assertions(output.verdict)},
+            extra_assertions=verdict_assertions(output.verdict, job.assertions),
         )
         asset = put_asset(
             store, signed, stage.media_type, tuple(ref.asset.digest for ref in job.parents)

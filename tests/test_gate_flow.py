@@ -73,7 +73,7 @@ def probe(tmp_path_factory) -> dict[str, dict]:
         _segment(seed=SEED, model="tiny-plus"),
     )
     takes = ("tiny", "tiny+1", "plus")
-    return dict(zip(takes, _metrics(produce(order, str(store)).gate), strict=True))
+    return dict(zip(takes, _metrics(produce(order, str(store)).segment_verdicts), strict=True))
 
 
 def _metrics(verdicts: list[Verdict]) -> list[dict]:
@@ -117,7 +117,7 @@ def test_a_rejected_take_is_rendered_again_with_the_next_seed(
     order = _order("retake", _segment(seed=SEED))
     delivery = produce(order, str(store))
 
-    (verdict,) = delivery.gate
+    (verdict,) = delivery.segment_verdicts
     assert verdict.passed and verdict.attempt == 2 and verdict.suite_version == "retake"
     stages = [(run.stage, run.cache_hit) for run in delivery.runs]
     assert stages.count(("render", False)) == 2 and stages.count(("gate", False)) == 2
@@ -140,7 +140,7 @@ def test_a_rejected_take_is_rendered_again_with_the_next_seed(
     again = produce(order, str(store))
     assert again.deliverable == delivery.deliverable
     assert all(run.cache_hit for run in again.runs)
-    assert again.gate[0].attempt == 2
+    assert again.segment_verdicts[0].attempt == 2
 
 
 def test_the_ladder_escalates_when_every_take_of_the_cheap_model_fails(
@@ -154,7 +154,7 @@ def test_the_ladder_escalates_when_every_take_of_the_cheap_model_fails(
     order = _order("ladder", _segment(seed=SEED, escalation=["tiny-plus"]))
     delivery = produce(order, str(store))
 
-    assert delivery.gate[0].attempt == 3
+    assert delivery.segment_verdicts[0].attempt == 3
     report = verify(
         LocalStore(store), local_trust(LocalStore(store)), digest=delivery.deliverable.digest
     )

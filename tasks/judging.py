@@ -1,0 +1,30 @@
+"""One quality judge per process and thresholds, shared by the stages that judge.
+
+Built on the first judgement: importing Great Expectations costs seconds, which a fully
+cached run never pays. A Great Expectations context is used by one thread at a time.
+"""
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+
+from quality.judge import Judge
+from quality.thresholds import Thresholds
+
+
+@contextmanager
+def judging(thresholds: Thresholds) -> Iterator[Judge]:
+    """The process's judge for ``thresholds``, held for this thread alone."""
+    judge, lock = _judge(thresholds.model_dump_json())
+    with lock:
+        yield judge
+
+
+@lru_cache(maxsize=4)
+def _judge(thresholds: str) -> tuple[Judge, threading.Lock]:
+    # Its INFO lines (a temporary docs directory per context) would land in every run's
+    # log and terminal.
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    return Judge(Thresholds.model_validate_json(thresholds)), threading.Lock()
