@@ -26,7 +26,7 @@ from storage.openlineage_config import DEFAULT_NAMESPACE, openlineage_settings
 from tasks.prepare import Production
 from tasks.provenance import RunContext
 from tasks.render import RENDER
-from tasks.resources import open_resources
+from tasks.resources import open_openlineage, open_resources
 from tasks.runner import run_stage
 from tests.task_runs import task_runs
 
@@ -283,6 +283,16 @@ def test_unconfigured_sends_nothing_and_never_imports_the_client(
     result = run_stage(resources, _scratch_job(resources, settings), context, "off")
     assert result.run.device_seconds > 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["store"]
+
+
+def test_a_client_that_cannot_start_sends_nothing_and_fails_nothing(tmp_path, monkeypatch, caplog):
+    lineage_env(monkeypatch, tmp_path / "events.jsonl")
+    monkeypatch.setenv("OPENLINEAGE__TRANSPORT__TYPE", "carrier-pigeon")
+    monkeypatch.chdir(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="factory.openlineage"):
+        assert open_openlineage(str(tmp_path / "store")) is None
+    (warning,) = [r.getMessage() for r in caplog.records if r.name == "factory.openlineage"]
+    assert "OPENLINEAGE__TRANSPORT__" in warning and "no lineage events" in warning
 
 
 def test_which_settings_turn_it_on(tmp_path):
