@@ -5,7 +5,7 @@ The ``openlineage-python`` client finds its transport in, by its own precedence:
 ``~/.openlineage/``), ``OPENLINEAGE__…`` variables (``OPENLINEAGE__TRANSPORT__TYPE=file``…)
 and ``OPENLINEAGE_URL``; ``OPENLINEAGE_DISABLED=true`` turns it off. With none of them it
 would print every event to the console, which a factory must not do unasked, so the
-factory emits only when one of these is present. Importing the client costs 0.2 to 0.5 s
+factory emits only when one of these is present. Importing the client costs 0.45 to 1 s
 (bench/RESULTS.md), so this check does not import it: a factory that does not emit lineage
 pays nothing for it.
 

@@ -103,7 +103,7 @@ def open_openlineage(store_url: str) -> "OpenLineageEmitter | None":
     lineage = openlineage_settings()
     if lineage is None:
         return None
-    # Imported only when configured: the client takes 0.2 to 0.5 s to import.
+    # Imported only when configured: the client takes 0.45 to 1 s to import (bench/RESULTS.md).
     from storage.openlineage import open_emitter
 
     return open_emitter(lineage, store_url, load_price_card())
