@@ -16,6 +16,7 @@ from storage.assets import get_asset, put_asset
 from storage.cache import CacheEntry, CacheMode, SegmentCache
 from tasks import progress
 from tasks.clock import stage_clock
+from tasks.openlineage_runs import lineage_of_stage
 from tasks.provenance import RunContext, media_assertion, verdict_assertions, write_record
 from tasks.resources import Resources
 from tasks.stage import Input, Job, Output
@@ -86,6 +87,7 @@ def _announce(job: Job, result: StageResult) -> None:
         progress.emit(job.stage.name, job.index, "rejected")
 
 
+@lineage_of_stage
 def produce(resources: Resources, job: Job, context: RunContext) -> StageResult:
     """Compute the job's output, sign it (C2PA), store it and write its lineage record."""
     stage, store = job.stage, resources.store
@@ -137,6 +139,7 @@ def _ingredient(item: Input, inputs: dict[str, bytes]) -> Ingredient:
     )
 
 
+@lineage_of_stage
 def _reuse(
     resources: Resources,
     job: Job,
