@@ -22,6 +22,7 @@ from storage.lineage import RUNS_PREFIX, RecordStore
 from storage.lineage_reader import LineageReader
 from storage.local import LocalStore
 from storage.verification import verify
+from storage.warehouse import Warehouse
 from tests.run_index import run_records
 from tests.trusted import local_trust
 
@@ -135,6 +136,26 @@ def test_a_rejected_take_is_rendered_again_with_the_next_seed(
     assert [v.attempt for v in rejected] == [1]
     assert [f.metric for f in rejected[0].failures] == [metric]
     assert rejected[0].failures[0].observed == probe["tiny"][metric]
+
+    # The floor counts the rejected take: yield below 1, and its device time is in the
+    # order's cost (as waste), so in its cost per delivered minute.
+    warehouse = Warehouse(flow_env / "floor.duckdb")
+    _, rows = warehouse.query(
+        "select outcome, model from int_segment_passes where order_id = ? order by pass_no",
+        [order.id],
+    )
+    assert rows == [("rejected", "tiny"), ("accepted", "tiny")]
+    _, rows = warehouse.query(
+        "select sum(cost), sum(waste_cost), sum(waste_device_seconds), sum(delivered_minutes) "
+        "from cost_per_delivered_minute where order_id = ?",
+        [order.id],
+    )
+    cost, waste, waste_seconds, minutes = rows[0]
+    first_take = delivery.runs[:4]  # render, composite, encode, gate of take 1, in order
+    assert [run.stage for run in first_take] == ["render", "composite", "encode", "gate"]
+    assert waste_seconds == pytest.approx(sum(run.device_seconds for run in first_take))
+    assert 0 < waste < cost
+    assert minutes == pytest.approx(order.duration_s / 60)
 
     # A warm rerun takes the same two takes from the cache, the rejection included.
     again = produce(order, str(store))
