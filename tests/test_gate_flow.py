@@ -184,6 +184,21 @@ def test_the_ladder_escalates_when_every_take_of_the_cheap_model_fails(
     assert (render.model, render.record.parameters["seed"]) == ("tiny-plus", SEED)
     assert [v.attempt for v in _rejected_gates(LocalStore(store), delivery.flow_run_id)] == [1, 2]
 
+    # The floor shows the minute ended on tiny-plus, and what the escalation cost on tiny.
+    warehouse = Warehouse(flow_env / "floor.duckdb")
+    _, rows = warehouse.query(
+        "select outcome, model from int_segment_passes where order_id = ? order by pass_no",
+        [order.id],
+    )
+    assert rows == [("rejected", "tiny"), ("rejected", "tiny"), ("accepted", "tiny-plus")]
+    _, rows = warehouse.query(
+        "select model, sum(delivered_minutes), sum(waste_cost) > 0 "
+        "from cost_per_delivered_minute where order_id = ? and model like 'tiny%' "
+        "group by model order by model",
+        [order.id],
+    )
+    assert rows == [("tiny", 0.0, True), ("tiny-plus", pytest.approx(order.duration_s / 60), False)]
+
 
 def test_an_order_whose_segment_exhausts_its_takes_fails_naming_what_failed(
     flow_env, probe, tmp_path, monkeypatch
