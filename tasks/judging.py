@@ -9,13 +9,16 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-from quality.judge import Judge
 from quality.thresholds import Thresholds
+
+if TYPE_CHECKING:
+    from quality.judge import Judge
 
 
 @contextmanager
-def judging(thresholds: Thresholds) -> Iterator[Judge]:
+def judging(thresholds: Thresholds) -> Iterator["Judge"]:
     """The process's judge for ``thresholds``, held for this thread alone."""
     judge, lock = _judge(thresholds.model_dump_json())
     with lock:
@@ -23,8 +26,11 @@ def judging(thresholds: Thresholds) -> Iterator[Judge]:
 
 
 @lru_cache(maxsize=4)
-def _judge(thresholds: str) -> tuple[Judge, threading.Lock]:
-    # Its INFO lines (a temporary docs directory per context) would land in every run's
-    # log and terminal.
+def _judge(thresholds: str) -> tuple["Judge", threading.Lock]:
+    # Imported here: the judge's decoding (PyAV, numpy) and Great Expectations are for runs
+    # that judge something, not for a fully cached one. GX's INFO lines (a temporary docs
+    # directory per context) would land in every run's log and terminal.
+    from quality.judge import Judge
+
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
     return Judge(Thresholds.model_validate_json(thresholds)), threading.Lock()
