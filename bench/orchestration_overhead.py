@@ -26,7 +26,7 @@ from cli.runner import local_run_settings
 from factory.orders import Order, load_order
 from factory.settings import Settings
 from media.pipelines import device_class
-from tasks.chain import FINAL, SEGMENT_CHAIN
+from tasks.chain import FINAL, SEGMENT_CHAIN, upstream_for
 from tasks.prepare import check_order, prepare
 from tasks.provenance import RunContext
 from tasks.resources import open_resources
@@ -42,14 +42,18 @@ def plain(order: Order, store: str) -> str:
     resources = open_resources(settings, device_class(), store)
     models = check_order(order, resources.registry, settings.models_dir)
     production = prepare(order, resources, models, context)
-    encoded = []
+    accepted = []
     for index in range(len(order.segments)):
-        upstream: list = []
+        outputs: list = []
         for spec in SEGMENT_CHAIN:
-            job = spec.plan(order, production, index, upstream)
-            upstream = [run_stage(resources, job, context, "use")]
-        encoded.extend(upstream)
-    job = FINAL.plan(order, production, None, encoded)
+            job = spec.plan(order, production, index, upstream_for(spec, outputs))
+            outputs.append(run_stage(resources, job, context, "use"))
+        # The first take only: the shipped thresholds accept the tiny model's segments.
+        gate = outputs[-1]
+        if not gate.verdict.passed:
+            raise RuntimeError(f"segment {index}: {gate.verdict.describe()}")
+        accepted.append(gate)
+    job = FINAL.plan(order, production, None, accepted)
     return run_stage(resources, job, context, "use").asset.digest
 
 

@@ -107,10 +107,12 @@ def _verdict_problem(
         return f"C2PA: {where} carries no quality verdict, but its lineage record does"
     # A deliverable's assertion also lists its segments' verdicts, which their own checks cover.
     own = {key: value for key, value in claimed.items() if key != "segments"}
-    if own != recorded.model_dump(mode="json"):
+    stored = recorded.model_dump(mode="json")
+    differing = sorted(key for key in own.keys() | stored.keys() if own.get(key) != stored.get(key))
+    if differing:
         return (
-            f"C2PA: {where} asserts a quality verdict (passed={claimed.get('passed')}) that "
-            f"differs from its lineage record's (passed={recorded.passed}): one was altered"
+            f"C2PA: {where} asserts a quality verdict that differs from its lineage record's "
+            f"in {', '.join(differing)} (one of them was altered)"
         )
     return None
 

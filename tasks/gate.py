@@ -41,7 +41,7 @@ def plan_gate(
     return Job(
         stage=GATE,
         index=index,
-        title=f"{order.id} segment {index}",
+        title=f"{order.id} segment {index} gate",
         recipe=recipe,
         parameters={
             "suite": "segment",

@@ -8,7 +8,7 @@ import stat
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from factory.assets import Recorded
 from factory.errors import BadInput
@@ -33,7 +33,7 @@ class Production(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     models: dict[str, ResolvedModel]
-    thresholds: Thresholds
+    thresholds: Thresholds = Field(default_factory=load_thresholds)
     background: Recorded | None
     logo: Recorded | None
 

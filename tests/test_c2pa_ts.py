@@ -120,7 +120,7 @@ def test_every_manifest_the_factory_writes_validates_in_c2pa_ts(produced, report
     _, stages, _ = produced
     assert (
         sorted(stages.values())
-        == ["assemble"] + ["composite"] * 2 + ["encode"] * 2 + ["render"] * 2
+        == ["assemble"] + ["composite"] * 2 + ["encode"] * 2 + ["gate"] * 2 + ["render"] * 2
     )
     for digest, report in reports.items():
         where = f"{stages[digest]} {digest[:12]}"
@@ -155,6 +155,7 @@ def test_every_manifest_the_factory_writes_validates_in_c2pa_ts(produced, report
             "render": [],
             "composite": [("parentOf", True), ("componentOf", False)],
             "encode": [("parentOf", True)],
+            "gate": [("parentOf", True)],
             "assemble": [("componentOf", True)] * 2,
         }[stages[digest]]
         assert [
@@ -189,11 +190,12 @@ def test_deliverable_store_holds_every_ancestor_manifest(produced, reports) -> N
     _, stages, _ = produced
     [deliverable] = [reports[d] for d, stage in stages.items() if stage == "assemble"]
     titles = sorted((m["title"], m["active"]) for m in deliverable["manifests"])
-    # tiny: 2 segments, each encoded from a composite of a render; the deliverable itself.
+    # tiny: 2 segments, each judged by its gate, encoded from a composite of a render; the
+    # deliverable itself.
     segments = [
         (f"tiny segment {i}{stage}", False)
         for i in (0, 1)
-        for stage in ("", " composite", " render")
+        for stage in ("", " composite", " gate", " render")
     ]
     assert titles == [("tiny deliverable", True), *segments]
 
@@ -210,6 +212,12 @@ def test_c2pa_ts_decodes_our_cbor_assertions_as_c2pa_python_reads_them(produced,
         assert decoded["kind"] == "Cbor", where
         assert decoded["data"] == python.assertion, where
         assert decoded["data"]["stage"] == stages[digest]
+        # The gate's verdict, and the deliverable's (with its segments'), decode the same.
+        if stages[digest] in ("gate", "assemble"):
+            verdict = active["data"][QUALITY_VERDICT_LABEL]
+            assert verdict["kind"] == "Cbor", where
+            assert verdict["data"] == python.factory_assertions[QUALITY_VERDICT_LABEL], where
+            assert verdict["data"]["passed"] is True, where
         # Every embedded manifest's assertion too, as c2pa-python finds it walking ingredients.
         embedded = [m["data"][PROVENANCE_LABEL] for m in report["manifests"] if not m["active"]]
         assert all(e["kind"] == "Cbor" for e in embedded), where

@@ -84,12 +84,13 @@ def test_caption_edit_recomposites_one_segment_and_reuses_its_render(flow_env, t
     assert _computed(edited, "render") == []
     assert _computed(edited, "composite") == [1]
     assert _computed(edited, "encode") == [1]
+    assert _computed(edited, "gate") == [1]
     assert _computed(edited, "assemble") == [None]
     # Only those stages were scheduled as tasks; the reuse pass found the rest.
     names = [run.name for run in task_runs(state.state_details.flow_run_id)]
-    segment_tasks = ("render-", "composite-", "encode-")
+    segment_tasks = ("render-", "composite-", "encode-", "gate-")
     named = sorted(name if name.startswith(segment_tasks) else name.split("-")[0] for name in names)
-    assert named == ["assemble", "composite-1", "encode-1", "reuse"]
+    assert named == ["assemble", "composite-1", "encode-1", "gate-1", "reuse"]
 
 
 @pytest.mark.slow

@@ -61,7 +61,14 @@ def test_tiny_order_becomes_an_h264_deliverable(flow_env, tmp_path):
         assert sum(1 for _ in container.decode(video=0)) == 16
 
     stages = sorted(run.stage for run in delivery.runs)
-    assert stages == ["assemble"] + ["composite"] * 2 + ["encode"] * 2 + ["render"] * 2
+    assert stages == (
+        ["assemble"] + ["composite"] * 2 + ["encode"] * 2 + ["gate"] * 2 + ["render"] * 2
+    )
+    # Every segment accepted on its first take; the deliverable and the run's lineage
+    # passed their suites.
+    assert [verdict.attempt for verdict in delivery.segment_verdicts] == [1, 1]
+    assert all(verdict.passed for verdict in delivery.segment_verdicts)
+    assert delivery.deliverable_verdict.passed and delivery.lineage_verdict.passed
     assert all(run.device_seconds > 0 for run in delivery.runs)
     assert all(run.device_seconds <= run.wall_seconds for run in delivery.runs)
     assert {run.device_class for run in delivery.runs} == {"cpu"}
@@ -81,10 +88,11 @@ def test_tiny_order_becomes_an_h264_deliverable(flow_env, tmp_path):
 
     task_runs = read_task_runs(state.state_details.flow_run_id)
     names = sorted(run.name for run in task_runs)
-    assert {name for name in names if name.startswith(("render-", "composite-", "encode-"))} == {
-        f"{stage}-{index}" for stage in ("render", "composite", "encode") for index in (0, 1)
+    chain = ("render", "composite", "encode", "gate")
+    assert {name for name in names if name.startswith(tuple(f"{s}-" for s in chain))} == {
+        f"{stage}-{index}" for stage in chain for index in (0, 1)
     }
-    assert len(task_runs) == 8
+    assert len(task_runs) == 10
     assert sum(name.startswith("reuse") for name in names) == 1
     assert sum(name.startswith("assemble") for name in names) == 1
     assert all(run.state.is_completed() for run in task_runs)

@@ -138,16 +138,19 @@ def test_datasets_follow_the_lineage(produced):
     namespaces = {d["namespace"] for e in events for d in (*e["inputs"], *e["outputs"])}
     assert namespaces == {store.absolute().as_uri()}
 
-    # Each render's output is a composite's input, each composite's an encode's input, the
-    # encodes' outputs are the assembly's inputs, whose output is the flow's: the deliverable.
+    # Each render's output is a composite's input, each composite's an encode's input, each
+    # encode's a gate's, the gates' outputs are the assembly's inputs, whose output is the
+    # flow's: the deliverable.
     renders = {output_of(run) for run in stages["produce.render"]}
     composites = {output_of(run): inputs_of(run) for run in stages["produce.composite"]}
     assert {name for inputs in composites.values() for name in inputs} >= renders
     assert all(len(inputs & renders) == 1 for inputs in composites.values())
     encodes = {output_of(run): inputs_of(run) for run in stages["produce.encode"]}
     assert sorted(name for inputs in encodes.values() for name in inputs) == sorted(composites)
+    gates = {output_of(run): inputs_of(run) for run in stages["produce.gate"]}
+    assert sorted(name for inputs in gates.values() for name in inputs) == sorted(encodes)
     (assemble,) = stages["produce.assemble"]
-    assert inputs_of(assemble) == set(encodes)
+    assert inputs_of(assemble) == set(gates)
     assert output_of(assemble) == delivery.deliverable.key == output_of(runs[delivery.flow_run_id])
     # Names are store keys: namespace and name together are the asset's URI.
     assert store.absolute().as_uri() + "/" + output_of(assemble) == delivery.deliverable.uri
@@ -189,7 +192,7 @@ def test_a_failing_stage_and_its_flow_send_fail(flow_env, tmp_path, monkeypatch)
     def broken(*args, **kwargs):
         raise RuntimeError("the render device fell over")
 
-    monkeypatch.setattr("tasks.render.render_frames", broken)
+    monkeypatch.setattr("tasks.render.render_video", broken)
     state = produce(
         load_order(EXAMPLES / "tiny.yaml"), str(tmp_path / "store"), floor=False, return_state=True
     )

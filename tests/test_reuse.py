@@ -36,19 +36,20 @@ def test_reuse_pass_follows_each_chain_as_far_as_the_cache_reaches(
 
     resources, production, context = _prepared(order, store, "warm")
     warm = reuse_cached_stages(order, resources, production, context)
-    assert warm.hits == 7
+    assert warm.hits == 9
     assert warm.final is not None and warm.final.asset.digest == deliverable
-    results = [*warm.segments[0], *warm.segments[1], warm.final]
-    assert all(r is not None and r.run.cache_hit and r.run.device_seconds == 0 for r in results)
-    assert len(run_reuses(resources.store, "warm")) == 7
+    assert [segment.accepted is not None for segment in warm.segments] == [True, True]
+    results = [*warm.segments[0].chain, *warm.segments[1].chain, warm.final]
+    assert all(r.run.cache_hit and r.run.device_seconds == 0 for r in results)
+    assert len(run_reuses(resources.store, "warm")) == 9
 
     edited = _order({(1, "caption"): "another caption"})
     resources, production, context = _prepared(edited, store, "edited")
     partial = reuse_cached_stages(edited, resources, production, context)
-    found = [[result is not None for result in chain] for chain in partial.segments]
-    assert found == [[True, True, True], [True, False, False]]
+    found = [[result.run.stage for result in segment.chain] for segment in partial.segments]
+    assert found == [["render", "composite", "encode", "gate"], ["render"]]
     assert partial.final is None
-    assert len(run_reuses(resources.store, "edited")) == 4
+    assert len(run_reuses(resources.store, "edited")) == 5
 
 
 def test_a_failing_lookup_is_a_miss_and_writes_nothing(factory_home, monkeypatch, tmp_path):

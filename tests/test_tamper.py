@@ -76,6 +76,7 @@ def test_untouched_run_verifies_clean(store):
     stages = _ancestors(store, delivery.deliverable.digest)
     assert {stage: len(digests) for stage, digests in stages.items()} == {
         "assemble": 1,
+        "gate": 2,
         "encode": 2,
         "composite": 2,
         "render": 2,
@@ -320,6 +321,23 @@ def test_a_deep_record_re_linked_by_a_genuine_key_is_caught_by_the_manifests(sto
     assert not report.verified
     assert any(problem.startswith("C2PA: the manifest says stage composite")
                for problem in report.problems), report.problems  # fmt: skip
+
+
+def test_a_gate_verdict_re_signed_by_a_genuine_key_must_match_its_manifest(store):
+    # The gate's record re-signed to claim another take: its manifest still says the first.
+    store, delivery = store
+    gate = _ancestors(store, delivery.deliverable.digest)["gate"][0]
+    signer = keys.load_signer(Settings().keys_dir)
+    record = verify_record(RecordStore(store).read(gate), local_trust(store).lineage)
+    verdict = record.verdict.model_copy(update={"attempt": 2})
+    forged = record.model_copy(update={"verdict": verdict})
+    _path(store, record_key(gate)).write_bytes(sign_record(forged, signer))
+    report = verify(store, local_trust(store), digest=gate)
+    assert not report.verified
+    assert report.problems == [
+        "C2PA: the manifest asserts a quality verdict that differs from its lineage record's "
+        "in attempt (one of them was altered)"
+    ]
 
 
 def test_a_rotated_key_still_verifies_old_deliverables(store, tmp_path):

@@ -135,9 +135,9 @@ def test_losing_the_rename_race_keeps_the_winners_model(
 ) -> None:
     build = tinymodel.build_tiny_pipeline
 
-    def build_while_another_process_finishes_first() -> diffusers.WanPipeline:
-        pipe = build()
-        build().save_pretrained(tmp_path / TINY_MODEL_VERSION)
+    def build_while_another_process_finishes_first(version: str) -> diffusers.WanPipeline:
+        pipe = build(version)
+        build(version).save_pretrained(tmp_path / version)
         return pipe
 
     monkeypatch.setattr(
