@@ -171,6 +171,7 @@ def report(
 ) -> None:
     """Summarise the floor in the terminal and write an HTML report with charts."""
     from cli.report import print_summary, render_html
+    from quality.data_docs import latest_data_docs
     from storage.warehouse import Warehouse, summary
 
     source = Warehouse(warehouse or default_warehouse())
@@ -178,7 +179,8 @@ def report(
     print_summary(s, out)
     target = html_path or source.path.with_suffix(".html")
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(render_html(s), encoding="utf-8")
+    docs = latest_data_docs(Settings().qc_docs_dir)
+    target.write_text(render_html(s, docs), encoding="utf-8")
     out.print(f"HTML report: {target}", soft_wrap=True, highlight=False)
 
 

@@ -10,6 +10,7 @@ stay out of every other command's start-up.
 import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -129,8 +130,9 @@ def print_summary(s: FloorSummary, out: Console) -> None:
         out.print(table)
 
 
-def render_html(s: FloorSummary) -> str:
-    """The floor summary as one self-contained HTML page (inline SVG charts, no scripts)."""
+def render_html(s: FloorSummary, qc_docs: Path | None = None) -> str:
+    """The floor summary as one self-contained HTML page (inline SVG charts, no scripts),
+    linking the quality gate's Data Docs of the last judged run when there are some."""
     c = s.currency
     charts = [
         _chart(
@@ -173,7 +175,8 @@ def render_html(s: FloorSummary) -> str:
         ),
     ]
     page = _TEMPLATES.get_template("floor_report.html")
-    return page.render(summary=s, tables=tables(s), charts=charts)
+    docs = qc_docs.resolve().as_uri() if qc_docs else None
+    return page.render(summary=s, tables=tables(s), charts=charts, qc_docs=docs)
 
 
 def _chart(

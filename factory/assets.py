@@ -115,6 +115,10 @@ class Delivery(BaseModel):
     deliverable_verdict: Verdict | None = Field(
         default=None, description="The deliverable suite's verdict (duration, size, segments)"
     )
+    qc_docs: str | None = Field(
+        default=None,
+        description="Great Expectations Data Docs of this run's validations (a file path)",
+    )
     lineage_verdict: Verdict | None = Field(
         default=None,
         description="The lineage-completeness suite's verdict on this run's records; None "

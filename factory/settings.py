@@ -76,6 +76,11 @@ class Settings(BaseSettings):
         return self.home / "keys"
 
     @property
+    def qc_docs_dir(self) -> Path:
+        """Great Expectations Data Docs of each judged run, one folder per flow run."""
+        return self.home / "qc-docs"
+
+    @property
     def warehouse(self) -> Path:
         return self.home / "floor.duckdb"
 

@@ -60,3 +60,9 @@ def build_data_docs(results: Iterable[Any], directory: Path, run_name: str = "qc
         context.validation_results_store.set(key, result)
     context.build_data_docs(site_names=[_SITE])
     return directory / "index.html"
+
+
+def latest_data_docs(root: Path) -> Path | None:
+    """The index of the most recently built Data Docs under ``root`` (one folder per run)."""
+    indexes = [path for path in Path(root).glob("*/index.html") if path.is_file()]
+    return max(indexes, key=lambda path: path.stat().st_mtime, default=None)

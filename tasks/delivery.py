@@ -6,12 +6,14 @@ one log line with the digest, so an operator reading logs finds the deliverable 
 """
 
 import re
+from pathlib import Path
 
 from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from factory.assets import Delivery
 from factory.floor import load_price_card
+from quality.data_docs import build_data_docs
 from quality.lineage_table import lineage_frame
 from quality.thresholds import Thresholds
 from storage.lineage_reader import LineageReader
@@ -43,6 +45,7 @@ def markdown(delivery: Delivery) -> str:
         ("duration", f"{delivery.duration_s:.2f} s"),
         ("verification", delivery.verdict),
         ("quality", delivery.quality),
+        ("quality docs", delivery.qc_docs or "none (nothing judged this run)"),
         ("device-seconds", f"{delivery.device_seconds:.2f} ({devices})"),
         (
             "cost",
@@ -56,6 +59,17 @@ def markdown(delivery: Delivery) -> str:
     lines = [f"# Delivered order `{delivery.order_id}`", "", "| | |", "|---|---|"]
     lines += [f"| {name} | {value.replace('|', '/')} |" for name, value in rows]
     return "\n".join(lines) + "\n"
+
+
+def _data_docs(resources: Resources, validations: list, delivery: Delivery) -> Path | None:
+    """Data Docs of the run's validations, beside the others; a failure to build them costs
+    the run nothing but a warning."""
+    directory = resources.settings.qc_docs_dir / delivery.flow_run_id
+    try:
+        return build_data_docs(validations, directory, run_name=f"{delivery.order_id}")
+    except Exception as error:
+        get_run_logger().warning("Data Docs for this run were not built: %s", error)
+        return None
 
 
 def publish_delivery(resources: Resources, delivery: Delivery, thresholds: Thresholds) -> Delivery:
@@ -72,11 +86,13 @@ def publish_delivery(resources: Resources, delivery: Delivery, thresholds: Thres
     # A run that only reused wrote reuse records alone; judging them would import Great
     # Expectations into every warm run for no new fact (verify walked the lineage above).
     computed = not all(run.cache_hit for run in delivery.runs)
-    lineage = None
+    lineage, docs = None, None
     if computed:
         frame = lineage_frame(LineageReader(resources.store, trusted), delivery.flow_run_id)
         with judging(thresholds) as judge:
             lineage = judge.judge_lineage(frame)
+            validations = judge.take_validations()
+        docs = _data_docs(resources, validations, delivery)
     problems = list(report.problems)
     if lineage is not None and not lineage.passed:
         problems.append(lineage.describe())
@@ -85,6 +101,7 @@ def publish_delivery(resources: Resources, delivery: Delivery, thresholds: Thres
             "verified": report.verified and (lineage is None or lineage.passed),
             "problems": problems,
             "lineage_verdict": lineage,
+            "qc_docs": str(docs) if docs else None,
             "cost": cost,
             "currency": currency,
         }
