@@ -13,6 +13,7 @@ as media that failed.
 """
 
 import threading
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,6 +37,8 @@ INDEX_COLUMNS: dict[SuiteName, tuple[str, ...]] = {
     "deliverable": ("deliverable",),
     "lineage": ("asset_digest", "stage", "problem"),
 }
+# Validation results a judge keeps for Data Docs, newest last.
+KEPT_VALIDATIONS = 1000
 # Bounds and values an expectation was held to, as its kwargs name them.
 _BOUND_KWARGS = ("min_value", "max_value", "value_set", "value")
 
@@ -122,8 +125,9 @@ class Suites:
             batches = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe(name)
             self._definitions[name] = (batches, suite)
         # One GX context is not known to be safe across threads; stage tasks may share a judge.
-        self._lock = threading.Lock()
-        self.validations: list[ExpectationSuiteValidationResult] = []
+        self.lock = threading.Lock()
+        # Kept for Data Docs; bounded, so a long-lived worker's judge does not grow forever.
+        self.validations: deque[ExpectationSuiteValidationResult] = deque(maxlen=KEPT_VALIDATIONS)
 
     def validate(self, suite: SuiteName, frame: pd.DataFrame) -> dict[str, Any]:
         """Run ``suite`` on ``frame``; its result as JSON (raises SuiteError on a crash).
@@ -133,7 +137,7 @@ class Suites:
         observed values. Most media passes, so most validations stop after the first pass.
         """
         batches, expectations = self._definitions[suite]
-        with self._lock:
+        with self.lock:
             # Batch.validate, not a ValidationDefinition: that would also serialize every
             # result into the context's store, a tenth of the time, and keep it forever.
             batch = batches.get_batch(batch_parameters={"dataframe": frame})
