@@ -12,6 +12,7 @@ with its exception instead of data: that is raised as a ``SuiteError``, never pa
 as media that failed.
 """
 
+import logging
 import threading
 from collections import deque
 from collections.abc import Sequence
@@ -108,6 +109,8 @@ class Suites:
 
     def __init__(self, thresholds: Thresholds) -> None:
         self.thresholds = thresholds
+        # GX logs its set-up at INFO (a docs-site temp path per context): not the factory's news.
+        logging.getLogger("great_expectations").setLevel(logging.WARNING)
         self.context = gx.get_context(mode="ephemeral")
         self.context.variables.progress_bars = {"globally": False}
         source = self.context.data_sources.add_pandas("quality")
@@ -174,6 +177,11 @@ class Suites:
                 continue
             for row_key, failure in _failures(entry, key):
                 failures[row_key].append(failure)
+        if not report["success"] and not any(failures.values()):
+            raise SuiteError(
+                f"the {suite} suite failed but GX named no failing row; this is a fault in the "
+                "suite, not a verdict on the media"
+            )
         for found in failures.values():
             found.sort(key=self._position(suite))
         return [
