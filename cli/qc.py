@@ -172,7 +172,7 @@ def _print(name: str, source: str, verdict, rules: dict[str, dict], index: Path 
     table.add_column("expected")
     metrics = verdict.metrics
     for key, value in metrics.items():
-        if key.startswith("target_") or key in ("segment", "deliverable"):
+        if key.startswith("target_"):
             continue
         shown = Text(_format(value), style="bold red" if key in failed else "")
         expected = _expected(rules[key], metrics) if key in rules else ""

@@ -49,14 +49,16 @@ def build_data_docs(results: Iterable[Any], directory: Path, run_name: str = "qc
             "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
         },
     )
-    started = datetime.now(UTC)
+    run = RunIdentifier(run_name=run_name, run_time=datetime.now(UTC))
     for index, result in enumerate(results):
         suite = result.suite_name
         key = ValidationResultIdentifier(
             expectation_suite_identifier=ExpectationSuiteIdentifier(name=suite),
-            run_id=RunIdentifier(run_name=run_name, run_time=started),
+            run_id=run,
             batch_identifier=f"{suite}-{index + 1}",
         )
+        # Batch.validate leaves the run out of the result; the page header shows it.
+        result.meta.setdefault("run_id", run)
         context.validation_results_store.set(key, result)
     context.build_data_docs(site_names=[_SITE])
     return directory / "index.html"

@@ -46,8 +46,16 @@ class Judge:
 
     @property
     def validations(self) -> list:
-        """Every GX validation result this judge produced, oldest first (for Data Docs)."""
-        return self.suites.validations
+        """The GX validation results this judge kept (the last 1000), oldest first: what
+        ``quality.data_docs.build_data_docs`` renders."""
+        return list(self.suites.validations)
+
+    def take_validations(self) -> list:
+        """The kept validation results, oldest first, forgetting them (e.g. at a run's end)."""
+        with self.suites.lock:
+            taken = list(self.suites.validations)
+            self.suites.validations.clear()
+        return taken
 
     def judge_segments(
         self,

@@ -339,7 +339,9 @@ def test_judge_lineage_refuses_a_table_of_another_shape(judge):
 
 def test_data_docs_are_written_offline(judge, tmp_path, no_network):
     judge.judge_segments([(clips.normal(), TARGET), (clips.black(12, 30), TARGET)])
-    index = build_data_docs(judge.validations[-1:], tmp_path / "docs")
+    taken = judge.take_validations()
+    assert taken and judge.validations == []
+    index = build_data_docs(taken[-1:], tmp_path / "docs")
     assert index == tmp_path / "docs" / "index.html" and index.is_file()
     pages = list((tmp_path / "docs" / "validations" / "segment").rglob("*.html"))
     assert len(pages) == 1
