@@ -105,7 +105,7 @@ def run_with_progress(
             # The segment is taken again: one more of each stage to come.
             for name in SEGMENT_STAGES:
                 bars.update(stage_bars[name], total=bars.tasks[stage_bars[name]].total + 1)
-            bars.reset(segment_bars[index], description=f"segment {index:>3}  rejected, next take")
+            bars.reset(segment_bars[index], description=f"segment {index:>3}  take rejected")
             return
         if event == "finished":
             bars.advance(stage_bars[stage])

@@ -4,7 +4,6 @@ Built on the first judgement: importing Great Expectations costs seconds, which 
 cached run never pays. A Great Expectations context is used by one thread at a time.
 """
 
-import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,9 +27,7 @@ def judging(thresholds: Thresholds) -> Iterator["Judge"]:
 @lru_cache(maxsize=4)
 def _judge(thresholds: str) -> tuple["Judge", threading.Lock]:
     # Imported here: the judge's decoding (PyAV, numpy) and Great Expectations are for runs
-    # that judge something, not for a fully cached one. GX's INFO lines (a temporary docs
-    # directory per context) would land in every run's log and terminal.
+    # that judge something, not for a fully cached one.
     from quality.judge import Judge
 
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)
     return Judge(Thresholds.model_validate_json(thresholds)), threading.Lock()
