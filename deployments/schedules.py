@@ -25,6 +25,7 @@ from typing import Any
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.actions import DeploymentScheduleCreate
 from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+from prefect.client.schemas.objects import DeploymentSchedule
 from prefect.client.schemas.responses import DeploymentResponse
 from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule
 from prefect.deployments.runner import RunnerDeployment
@@ -89,10 +90,10 @@ def switch_off_unrunnable(client: SyncPrefectClient, deployment: DeploymentRespo
         client.update_deployment_schedule(
             deployment.id, schedule.id, active=False, parameters=schedule.parameters
         )
-        name = schedule.slug or str(schedule.id)
+        where = _full_name(client, deployment)
         lines.append(
-            f"switched off schedule {name} of {_full_name(client, deployment)}: its runs would "
-            f"be refused ({'; '.join(problems)}); give it the parameters in the UI "
+            f"switched off schedule {_label(schedule)} of {where}: its runs would be refused"
+            f" ({'; '.join(problems)}); give it the parameters in the UI "
             "(Deployment → Schedules → Edit) and switch it back on"
         )
     return lines
@@ -114,8 +115,23 @@ def settle_schedules(client: SyncPrefectClient) -> list[str]:
 
 
 def _describe(error: Any) -> str:
-    where = error.json_path.removeprefix("$").lstrip(".") or "parameters"
-    return f"{where}: {error.message}"
+    where = error.json_path.removeprefix("$").lstrip(".")
+    if error.validator == "required":
+        missing = [name for name in error.validator_value if name not in error.instance]
+        return "; ".join(f"{'.'.join(filter(None, (where, name)))}: missing" for name in missing)
+    return f"{where or 'parameters'}: {error.message}"
+
+
+def _label(schedule: DeploymentSchedule) -> str:
+    """How an operator recognises a schedule in the UI: its slug, else what it says."""
+    if schedule.slug:
+        return schedule.slug
+    rule = schedule.schedule
+    if isinstance(rule, CronSchedule):
+        return f"'{rule.cron}' ({schedule.id})"
+    if isinstance(rule, IntervalSchedule):
+        return f"every {rule.interval} ({schedule.id})"
+    return str(schedule.id)
 
 
 def _flow_name(client: SyncPrefectClient, deployment: DeploymentResponse) -> str:

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 REPO = Path(__file__).parent.parent
 BIN = Path(sys.executable).parent
 POOLS = ("factory-cpu", "factory-gpu")
@@ -24,6 +26,17 @@ def api_url() -> str:
     url = PREFECT_API_URL.value()
     assert url, "needs the session's Prefect server (the prefect_server fixture)"
     return url
+
+
+def call_api(method: str, path: str, **kwargs: Any) -> httpx.Response:
+    """One REST call to the test server, retried as Prefect's own client does on 503 and 429
+    (a busy SQLite answers 503 `database is locked` on a loaded machine)."""
+    for delay in (0.5, 1, 2, 4, 8):
+        response = httpx.request(method, f"{api_url()}{path}", timeout=30, **kwargs)
+        if response.status_code not in (429, 503):
+            return response
+        time.sleep(delay)
+    return response
 
 
 def base_env(factory_home: Path, **extra: str) -> dict[str, str]:
@@ -46,8 +59,10 @@ def deploy_commands() -> list[list[str]]:
     """The README's sequence: create each pool prefect.yaml names, deploy, add the schedules."""
     prefect = str(BIN / "prefect")
     return [
-        *([prefect, "work-pool", "create", pool, "--type", "process", "--overwrite"]
-          for pool in POOLS),  # fmt: skip
+        *(
+            [prefect, "work-pool", "create", pool, "--type", "process", "--overwrite"]
+            for pool in POOLS
+        ),
         [prefect, "--no-prompt", "deploy", "--all", "--prefect-file", "deployments/prefect.yaml"],
         [sys.executable, "deployments/schedules.py"],
     ]
