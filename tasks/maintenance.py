@@ -50,8 +50,9 @@ def collect_cache_garbage(
     trusted = load_trusted_keys(opened, resolve_anchor(settings.trust, settings.keys_dir))
     result = collect_garbage(opened, trusted, older_than, dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"
+    days = older_than / timedelta(days=1)
     create_markdown_artifact(
-        f"# Cache garbage collection\n\nIn `{opened.url}`, entries older than {older_than}: "
+        f"# Cache garbage collection\n\nIn `{opened.url}`, entries older than {days:g} days: "
         f"{verb} {result.entries_removed} entries and {result.assets_removed} assets "
         f"({result.bytes_freed / 1e6:.1f} MB); kept {result.assets_kept_for_deliverables} "
         "assets that delivered outputs' lineage references.\n",
