@@ -55,15 +55,17 @@ def base_env(factory_home: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def deploy_commands() -> list[list[str]]:
-    """The README's sequence: create each pool prefect.yaml names, deploy, add the schedules."""
+def deploy_commands(*names: str) -> list[list[str]]:
+    """The README's sequence: create each pool prefect.yaml names, deploy (every deployment, or
+    the ``names`` a host runs), add the code-defined schedules."""
     prefect = str(BIN / "prefect")
+    which = [arg for name in names for arg in ("--name", name)] or ["--all"]
     return [
         *(
             [prefect, "work-pool", "create", pool, "--type", "process", "--overwrite"]
             for pool in POOLS
         ),
-        [prefect, "--no-prompt", "deploy", "--all", "--prefect-file", "deployments/prefect.yaml"],
+        [prefect, "--no-prompt", "deploy", *which, "--prefect-file", "deployments/prefect.yaml"],
         [sys.executable, "deployments/schedules.py"],
     ]
 

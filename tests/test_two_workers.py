@@ -94,7 +94,7 @@ def test_two_workers_on_one_store_share_the_cache(factory_home, prefect_server, 
     prefect = str(BIN / "prefect")
     run_commands(
         [
-            *deploy_commands(),
+            *deploy_commands("produce-cpu"),
             *([prefect, "work-queue", "create", name, "--pool", "factory-cpu"] for name in WORKERS),
         ],
         envs["w1"],
