@@ -131,12 +131,13 @@ def frame_stats(
                 full = frame.color_range == 2 or frame.format.name.startswith("yuvj")
                 luma_threshold = black_luma_threshold(black, full)
             samples = luma.size
-            means.append(float(luma.sum(dtype=np.uint64)) / samples)
+            luma_sum = int(luma.sum(dtype=np.uint64))
+            means.append(luma_sum / samples)
             minima.append(int(luma.min()))
             maxima.append(int(luma.max()))
             dark = np.count_nonzero(luma <= luma_threshold)
             black_flags.append(dark / samples >= black.picture_ratio)
-            runs.add(planes)
+            runs.add(planes, luma_sum + int(planes[height:].sum(dtype=np.uint64)))
         context = stream.codec_context
         fps = stream.average_rate or stream.guessed_rate
         if not means or fps is None:
@@ -229,16 +230,19 @@ class _FreezeTracker:
     def __init__(self, noise: float) -> None:
         self.noise = noise
         self.reference: np.ndarray | None = None
+        self.reference_sum = 0
         self.start = 0
         self.index = 0
         self.runs: list[tuple[int, int]] = []
 
-    def add(self, planes: np.ndarray) -> None:
-        if self.reference is not None and self._within_noise(planes):
+    def add(self, planes: np.ndarray, total: int) -> None:
+        """The next frame's planes and the sum of all their samples."""
+        if self.reference is not None and self._within_noise(planes, total):
             self.index += 1
             return
         self._close()
         self.reference = planes
+        self.reference_sum = total
         self.start = self.index
         self.index += 1
 
@@ -246,12 +250,18 @@ class _FreezeTracker:
         self._close()
         return tuple(self.runs)
 
-    def _within_noise(self, planes: np.ndarray) -> bool:
+    def _within_noise(self, planes: np.ndarray, total: int) -> bool:
         assert self.reference is not None
+        limit = self.noise * 256 * planes.size
+        # The mean absolute difference is at least the difference of the means, so frames
+        # whose sums differ by more than the limit are not frozen: no need to compare them
+        # sample by sample (most frames of moving video). The +1 absorbs float rounding.
+        if abs(total - self.reference_sum) > limit + 1:
+            return False
         # |a - b| without widening: max - min of two uint8 arrays cannot overflow.
         difference = np.maximum(planes, self.reference) - np.minimum(planes, self.reference)
-        mafd = float(difference.sum(dtype=np.uint64)) / difference.size / 256
-        return mafd <= self.noise
+        # freezedetect's own arithmetic, so a frame on the boundary is decided alike.
+        return float(difference.sum(dtype=np.uint64)) / planes.size / 256 <= self.noise
 
     def _close(self) -> None:
         length = self.index - self.start
