@@ -51,12 +51,14 @@ def test_stats_and_gc_keep_what_deliverables_reference(flow_env, tmp_path):
     assert stats["render"].device_seconds_saved > 0
 
     dry = collect_garbage(store, local_trust(store), timedelta(0), dry_run=True)
-    assert (dry.entries_removed, dry.assets_removed) == (8, 1)
+    # Every entry goes (two segments' render, composite, encode and gate, the assembly, the
+    # orphan's render); only the orphan's asset does.
+    assert (dry.entries_removed, dry.assets_removed) == (10, 1)
     assert store.head(asset_key(orphan.asset.digest)) is not None
 
     result = collect_garbage(store, local_trust(store), timedelta(0))
-    assert (result.entries_removed, result.assets_removed) == (8, 1)
-    assert result.assets_kept_for_deliverables == 7
+    assert (result.entries_removed, result.assets_removed) == (10, 1)
+    assert result.assets_kept_for_deliverables == 9
     assert store.head(asset_key(orphan.asset.digest)) is None
     assert verify(store, local_trust(store), digest=delivery.deliverable.digest).verified
 
