@@ -1,11 +1,13 @@
 """The warehouse's tables, defined once in ``storage/sql/schema.sql``.
 
 Writers run the DDL (every statement is ``create … if not exists``); what ingest
-needs to know about a table, its columns and their types, is read back from DuckDB's
-catalog rather than written down a second time.
+needs to know about a table, its columns and their types, is read back from the
+catalog rather than written down a second time, and its key from the ``-- key:``
+comment above it (DuckLake tables have no primary keys).
 """
 
 import functools
+import re
 from pathlib import Path
 
 import duckdb
@@ -33,6 +35,10 @@ LOADED_TABLES: tuple[str, ...] = (
 )
 BOOKKEEPING_TABLES: tuple[str, ...] = ("ingested_objects", "rejected_objects")
 
+_KEYED_TABLE = re.compile(
+    r"^-- key: ([\w, ]+?)(?: \(.*\))?\ncreate table if not exists (\w+)", re.M
+)
+
 
 @functools.cache
 def read_sql(name: str) -> str:
@@ -43,6 +49,15 @@ def read_sql(name: str) -> str:
 def create_tables(con: duckdb.DuckDBPyConnection) -> None:
     """Create whatever table or index of the schema is missing."""
     con.execute(read_sql("schema"))
+
+
+@functools.cache
+def keys() -> dict[str, tuple[str, ...]]:
+    """Table → its key columns, from the ``-- key:`` comments of ``schema.sql``."""
+    return {
+        table: tuple(c.strip() for c in key.split(","))
+        for key, table in _KEYED_TABLE.findall(read_sql("schema"))
+    }
 
 
 def columns(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:

@@ -109,7 +109,7 @@ def summary(warehouse: Warehouse | Path | str) -> FloorSummary:
     with wh.connect() as con:
         (headline,) = _dicts(con, read_sql("summary/headline"))
         lists = {name: _dicts(con, read_sql(f"summary/{name}")) for name in LISTS}
-    return FloorSummary(warehouse=str(wh.path), **headline, **lists)
+    return FloorSummary(warehouse=wh.name, **headline, **lists)
 
 
 def _dicts(con: duckdb.DuckDBPyConnection, sql: str) -> list[dict[str, Any]]:
