@@ -295,15 +295,15 @@ def verify(
 def _ancestry_fast_path(digest: str, settings: Settings):
     """The ancestry from the floor warehouse when it has this asset, else None."""
     from factory.errors import IntegrityError
-    from storage.warehouse import Warehouse, WarehouseBusy
+    from storage.warehouse import Warehouse
 
-    path = settings.warehouse
-    if not path.exists():
+    warehouse = Warehouse(*settings.warehouse)
+    if not warehouse.exists():
         return None
     try:
-        return Warehouse(path).ancestry(digest)
-    except (IntegrityError, WarehouseBusy):
-        # Not ingested yet, or being written: the store is the source of truth.
+        return warehouse.ancestry(digest)
+    except IntegrityError:
+        # Not ingested yet: the store is the source of truth.
         return None
 
 

@@ -16,6 +16,7 @@ from storage import keys
 from storage.objectstore import ObjectStore
 from storage.open import open_store
 from storage.trust import TrustAnchor, resolve_anchor
+from storage.warehouse.lake import WarehouseLocation
 
 
 @dataclass(frozen=True)
@@ -45,8 +46,8 @@ class Resources:
     identity_created: bool = False
 
     @property
-    def warehouse(self) -> Path:
-        return self.settings.warehouse
+    def warehouse(self) -> WarehouseLocation:
+        return WarehouseLocation.of(*self.settings.warehouse)
 
     @property
     def trust_anchor(self) -> TrustAnchor:

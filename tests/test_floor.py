@@ -1070,11 +1070,17 @@ def test_cli_ingest_report_export(tmp_path, monkeypatch):
     report = runner.invoke(floor_app, ["report"])
     assert report.exit_code == 0, report.output
     assert "cost per delivered minute" in report.output
-    html = (tmp_path / "home" / "floor.html").read_text()
+    html = (tmp_path / "home" / "floor" / "floor.html").read_text()
     assert html.count("<svg") >= 4 and "0.0957" in html and "<script" not in html
-    export = runner.invoke(floor_app, ["export", "--to", str(tmp_path / "pq")])
+    export = runner.invoke(
+        floor_app, ["export", "--to", str(tmp_path / "pq"), "--duckdb", str(tmp_path / "f.duckdb")]
+    )
     assert export.exit_code == 0, export.output
     assert (tmp_path / "pq" / "cost_per_delivered_minute.parquet").is_file()
+    with duckdb.connect(str(tmp_path / "f.duckdb"), read_only=True) as con:
+        assert con.execute("select count(*) from raw_events").fetchone() == (22,)
+    nowhere = runner.invoke(floor_app, ["export"])
+    assert nowhere.exit_code == 2 and "--duckdb FILE" in nowhere.output
 
 
 def test_html_report_escapes_what_the_store_says(floor):

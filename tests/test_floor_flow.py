@@ -25,7 +25,7 @@ def test_produced_order_is_in_the_warehouse(flow_env, tmp_path, monkeypatch):
     order = load_order(EXAMPLES / "tiny.yaml")
     delivery = produce(order, str(tmp_path / "store"))
 
-    warehouse = Warehouse(home / "floor.duckdb")
+    warehouse = Warehouse(home / "floor" / "catalog.sqlite")
     minutes_sql = "select sum(delivered_minutes) from cost_per_delivered_minute where order_id = ?"
     _, rows = warehouse.query(minutes_sql, [order.id])
     assert rows[0][0] == pytest.approx(delivery.duration_s / 60)

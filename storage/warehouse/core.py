@@ -30,15 +30,15 @@ from storage.warehouse.lake import (
 )
 from storage.warehouse.schema import BOOKKEEPING_TABLES, FACT_TABLES, read_sql, row_counts
 
-_WRITER_LOCKS: dict[WarehouseLocation, threading.Lock] = {}
+_WRITER_LOCKS: dict[str, threading.Lock] = {}
 _WRITER_LOCKS_GUARD = threading.Lock()
-_SCHEMA_READY: set[WarehouseLocation] = set()
+_SCHEMA_READY: set[str] = set()
 
 
 def _writer_lock(location: WarehouseLocation) -> threading.Lock:
-    """This process's lock for writing the warehouse at ``location``."""
+    """This process's lock for writing the warehouse whose catalog is ``location``'s."""
     with _WRITER_LOCKS_GUARD:
-        return _WRITER_LOCKS.setdefault(location, threading.Lock())
+        return _WRITER_LOCKS.setdefault(location.catalog, threading.Lock())
 
 
 class Warehouse:
@@ -47,8 +47,8 @@ class Warehouse:
     def __init__(
         self,
         location: WarehouseLocation | Path | str,
-        *,
         data: Path | str | None = None,
+        *,
         price_card: PriceCard | None = None,
         latency_budget: LatencyBudget | None = None,
         patience: float = 60.0,
@@ -100,9 +100,9 @@ class Warehouse:
             )
         try:
             with self.connect(read_only=False) as con:
-                if self.location not in _SCHEMA_READY:
+                if self.location.catalog not in _SCHEMA_READY:
                     self.transact(con, lambda c: c.execute(read_sql("schema")), "creating tables")
-                    _SCHEMA_READY.add(self.location)
+                    _SCHEMA_READY.add(self.location.catalog)
                 yield con
         finally:
             lock.release()

@@ -107,7 +107,7 @@ class _Lakes:
 
     def __init__(self) -> None:
         self._db: duckdb.DuckDBPyConnection | None = None
-        self._aliases: dict[WarehouseLocation, str] = {}
+        self._aliases: dict[str, str] = {}  # catalog → alias
         self._guard = threading.Lock()
 
     def cursor(self, location: WarehouseLocation) -> duckdb.DuckDBPyConnection:
@@ -117,10 +117,11 @@ class _Lakes:
                 db = duckdb.connect()
                 extensions.load(db, "ducklake")
                 self._db = db
-            alias = self._aliases.get(location)
+            # By catalog: its data path is the one it was created with, whatever we say.
+            alias = self._aliases.get(location.catalog)
             if alias is None:
                 alias = self._attach(self._db, location)
-                self._aliases[location] = alias
+                self._aliases[location.catalog] = alias
             con = self._db.cursor()
         con.execute(f"use {alias}")
         return con
