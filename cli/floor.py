@@ -4,6 +4,7 @@
     factory floor report [--warehouse W] [--html PATH]   terminal summary + HTML with charts
     factory floor export [--warehouse W] [--to DIR|s3://] [--duckdb FILE]
                                                          Parquet per view and table, or one file
+    factory floor compact [--warehouse W]                merge small files, expire old snapshots
 
 The warehouse is a DuckLake: its catalog defaults to $FACTORY_HOME/floor/catalog.sqlite
 (FACTORY_WAREHOUSE_CATALOG), its Parquet files to the store's warehouse/ prefix
@@ -236,3 +237,22 @@ def export(
         for name, rows in result.tables.items():
             table.add_row(f"{name}{suffix}", f"{rows:,}")
         out.print(table)
+
+
+@floor_app.command("compact")
+@_friendly
+def compact(
+    warehouse: WarehouseOption = None,
+    keep_days: Annotated[
+        float,
+        typer.Option(help="Days of snapshots to keep for time travel.", min=0),
+    ] = 7.0,
+) -> None:
+    """Merge the small files that ingests leave into bigger ones, and drop what old
+    snapshots alone still used. Safe while the factory ingests and analysts read."""
+    with console.status("compacting the warehouse"):
+        result = open_warehouse(warehouse).compact(keep_days)
+    out.print(
+        f"data files: {result['data_files_before']:,} → {result['data_files_after']:,}",
+        highlight=False,
+    )

@@ -113,8 +113,9 @@ def close_floor(
     )
     if not ingest:
         return None
-    warehouse = Warehouse(resources.warehouse)
+    catalog = resources.settings.warehouse[0]
     try:
+        warehouse = Warehouse(resources.warehouse)
         report = warehouse.ingest(resources.store, resources.trust_anchor)
         floor = summary(warehouse).markdown()
     except Exception as error:
@@ -123,12 +124,12 @@ def close_floor(
         # reported in the log and the artifact, not a failed run.
         get_run_logger().warning(
             "floor ingest into %s failed, this run is not in the warehouse yet: %s",
-            warehouse.name,
+            catalog,
             error,
         )
         return (
             "# Factory floor\n\n"
-            f"**Ingest failed**: this run is not in the warehouse `{warehouse.name}` yet.\n\n"
+            f"**Ingest failed**: this run is not in the warehouse `{catalog}` yet.\n\n"
             f"```\n{error}\n```\n\n"
             "Its floor events are in the store; `factory floor ingest` loads them.\n"
         )

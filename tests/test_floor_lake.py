@@ -254,3 +254,22 @@ def test_the_lake_keeps_its_parquet_on_s3(s3_env, tmp_path):
     names = [o["Key"] for o in s3_env.client().list_objects_v2(Bucket=bucket)["Contents"]]
     assert names and all(name.startswith("warehouse/") for name in names)
     assert any(name.endswith(".parquet") for name in names)
+
+
+def test_compaction_merges_small_files_and_changes_no_answer(big_store, tmp_path):
+    from typer.testing import CliRunner
+
+    from cli.floor import floor_app
+
+    store, keys_dir = big_store
+    warehouse = new_lake(tmp_path / "small.sqlite")
+    warehouse.ingest(LocalStore(store), local_anchor(keys_dir), batch_objects=4)
+    answers = "select * from yield order by all"
+    counts, before = warehouse.counts(), warehouse.query(answers)
+    result = CliRunner().invoke(
+        floor_app, ["compact", "--warehouse", str(warehouse.location.sqlite_path)]
+    )
+    assert result.exit_code == 0, result.output
+    files = [int(n.replace(",", "")) for n in re.findall(r"[\d,]+", result.output)]
+    assert len(files) == 2 and files[1] < files[0]
+    assert warehouse.counts() == counts and warehouse.query(answers) == before

@@ -20,7 +20,7 @@ from storage.objectstore import ObjectStore
 from storage.trust import TrustAnchor
 from storage.warehouse import export as exporting
 from storage.warehouse import ingest as ingesting
-from storage.warehouse import lineage, models
+from storage.warehouse import lineage, maintenance, models
 from storage.warehouse.lake import (
     LAKES,
     WarehouseBusy,
@@ -144,15 +144,27 @@ class Warehouse:
             fetch_workers=fetch_workers,
         )
 
-    def refresh_models(self, con: duckdb.DuckDBPyConnection | None = None) -> bool:
+    def config(self) -> tuple[PriceCard, LatencyBudget]:
+        """The price card and latency budget this warehouse prices and judges by."""
+        return (
+            self._price_card or load_price_card(),
+            self._latency_budget or load_latency_budget(),
+        )
+
+    def refresh_models(self) -> bool:
         """Reload the price card and latency budget tables and recreate every view, in one
         transaction, unless they are current already; True when anything was written."""
-        card = self._price_card or load_price_card()
-        budget = self._latency_budget or load_latency_budget()
-        if con is not None:
+        card, budget = self.config()
+        with self.writer() as con:
             return self.transact(con, lambda c: models.refresh(c, card, budget), "models")
-        with self.writer() as opened:
-            return self.transact(opened, lambda c: models.refresh(c, card, budget), "models")
+
+    def compact(self, keep_snapshots_days: float = 7.0) -> dict[str, int]:
+        """Merge the small Parquet files ingests leave (and rows kept inline in the catalog)
+        into bigger ones, expire snapshots older than ``keep_snapshots_days`` (time travel
+        reaches back that far) and delete the files only they used, a day after they were
+        dropped (a reader may still be scanning them). Data files before and after."""
+        with self.writer() as con:
+            return maintenance.compact(con, keep_snapshots_days)
 
     # -- queries -----------------------------------------------------------------------
 

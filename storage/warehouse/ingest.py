@@ -30,6 +30,7 @@ import duckdb
 from pydantic import BaseModel, Field
 
 from factory.errors import IntegrityError, ObjectNotFound
+from factory.floor import LatencyBudget, PriceCard
 from factory.lineage import LineageRecord, record_digest
 from storage.floor_events import (
     list_availability_keys,
@@ -41,6 +42,7 @@ from storage.lineage import RECORDS_PREFIX
 from storage.lineage_reader import LineageReader
 from storage.objectstore import ObjectStore
 from storage.trust import TrustAnchor
+from storage.warehouse import models
 from storage.warehouse.schema import LOADED_TABLES, columns, keys, sql_string
 
 if TYPE_CHECKING:
@@ -86,9 +88,10 @@ def ingest(
     notify("list", 0, 0)
     listed = _list(store)
     with warehouse.writer() as con:
-        known = {row[0] for row in con.execute("select uri from ingested_objects").fetchall()}
-        warehouse.refresh_models(con)
-        table_columns = {table: columns(con, table) for table in _Batch.TABLES}
+        # One transaction: on a lake each one loads the catalog's snapshot once.
+        known, table_columns = warehouse.transact(
+            con, functools.partial(_prepare, config=warehouse.config()), "ingest"
+        )
     todo = [
         (kind, key, store.uri(key))
         for kind, keys in listed.items()
@@ -149,6 +152,15 @@ def ingest(
         rejected=rejected,
         seconds=time.perf_counter() - started,
     )
+
+
+def _prepare(
+    con: duckdb.DuckDBPyConnection, config: tuple[PriceCard, LatencyBudget]
+) -> tuple[set[str], dict[str, dict[str, str]]]:
+    """Views and config up to date; the objects loaded so far, and each table's columns."""
+    models.refresh(con, *config)
+    known = {row[0] for row in con.execute("select uri from ingested_objects").fetchall()}
+    return known, columns(con, _Batch.TABLES)
 
 
 def _forget_verified_rejections(con: duckdb.DuckDBPyConnection) -> None:

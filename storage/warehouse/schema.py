@@ -60,15 +60,19 @@ def keys() -> dict[str, tuple[str, ...]]:
     }
 
 
-def columns(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
-    """Column name → DuckDB type of one table, in table order, from the catalog."""
+def columns(con: duckdb.DuckDBPyConnection, tables: tuple[str, ...]) -> dict[str, dict[str, str]]:
+    """Table → column name → type, in table order, from the catalog (one query: each
+    catalog query on a lake costs a round trip to its catalog database)."""
     rows = con.execute(
-        "select column_name, data_type from duckdb_columns() "
+        "select table_name, column_name, data_type from duckdb_columns() "
         "where database_name = current_database() and schema_name = 'main' "
-        "and table_name = ? order by column_index",
-        [table],
+        "and list_contains(?, table_name) order by table_name, column_index",
+        [list(tables)],
     ).fetchall()
-    return dict(rows)
+    found: dict[str, dict[str, str]] = {table: {} for table in tables}
+    for table, column, kind in rows:
+        found[table][column] = kind
+    return found
 
 
 def row_counts(con: duckdb.DuckDBPyConnection, tables: tuple[str, ...]) -> dict[str, int]:

@@ -107,8 +107,10 @@ def summary(warehouse: Warehouse | Path | str) -> FloorSummary:
     """The floor's numbers over everything ingested so far."""
     wh = warehouse if isinstance(warehouse, Warehouse) else Warehouse(warehouse)
     with wh.connect() as con:
+        con.execute("begin")  # one snapshot for every number, and one catalog read
         (headline,) = _dicts(con, read_sql("summary/headline"))
         lists = {name: _dicts(con, read_sql(f"summary/{name}")) for name in LISTS}
+        con.execute("commit")
     return FloorSummary(warehouse=wh.name, **headline, **lists)
 
 
