@@ -18,6 +18,7 @@ from storage.open import open_store
 from tasks.chain import FINAL, SEGMENT_CHAIN
 from tasks.delivery import publish_delivery
 from tasks.floor import close_floor_books
+from tasks.openlineage_runs import flow_completed, flow_failed, flow_started
 from tasks.prepare import check_order, prepare
 from tasks.provenance import RunContext
 from tasks.resources import load_models, open_resources
@@ -39,6 +40,8 @@ Staged = StageResult | PrefectFuture[StageResult]
     log_prints=True,
     persist_result=True,
     result_serializer="json",
+    on_failure=[flow_failed],
+    on_crashed=[flow_failed],
 )
 def produce(
     order: Order,
@@ -66,6 +69,7 @@ def produce(
     checked = check_order(order, models, settings.models_dir, inputs)
     resources = open_resources(settings, device_class(), store, models)
     context = RunContext(order_id=order.id, flow_run_id=str(flow_run.id))
+    flow_started(resources, context)
     production = prepare(order, resources, checked, context)
     reused = (
         reuse_task(order, resources, production, context)
@@ -88,7 +92,7 @@ def produce(
     )
     runs = [_result(output).run for outputs in staged for output in outputs]
     close_floor_books(resources, context, started, ingest=floor)
-    return publish_delivery(
+    delivery = publish_delivery(
         resources,
         Delivery(
             order_id=order.id,
@@ -100,6 +104,8 @@ def produce(
             runs=[*runs, assembled.run],
         ),
     )
+    flow_completed(context, delivery, assembled.models)
+    return delivery
 
 
 def for_store(store_url: str, workers: int, timeouts: StoreTimeouts) -> Flow:
