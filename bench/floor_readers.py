@@ -1,12 +1,14 @@
 """Readers while the factory ingests: an analyst's query latency, and the ingest's time.
 
     .venv/bin/python -m bench.floor_readers [--batches 200] [--per-batch 250] [--records 1000]
+                                            [--pause 0.05]
 
 A local store gets ``--records`` signed lineage records and ``--batches`` event objects
 of ``--per-batch`` events. Two fresh lakes ingest it: one alone, one while another
 process, an analyst's own DuckDB with the lake attached read-only (as
 storage/sql/README.md says), runs a loop of queries (events counted through
-``stg_events``, the ``yield`` and ``stage_latency`` marts) with a 50 ms pause. Reported:
+``stg_events``, the ``yield`` and ``stage_latency`` marts) with ``--pause`` seconds
+between rounds. Reported:
 both ingest times, and the reader's latency per query round before and during the
 ingest, with any error it saw (the goal: none, and the ingest no slower than alone,
 within noise).
@@ -33,7 +35,7 @@ import json, sys, time
 from pathlib import Path
 import duckdb
 con = duckdb.connect()
-for path in sys.argv[3:]:
+for path in sys.argv[4:]:
     con.execute(f"install '{path}'")
 con.execute("load ducklake")
 con.execute("load sqlite")
@@ -50,7 +52,7 @@ while not stop.exists():
     except duckdb.Error as failed:
         error, rows = str(failed), None
     print(json.dumps([start, time.time() - start, rows, error]), flush=True)
-    time.sleep(0.05)
+    time.sleep(float(sys.argv[3]))
 """
 
 
@@ -60,13 +62,21 @@ def ingest_alone(store: LocalStore, keys: Path, tmp: Path) -> float:
     return warehouse.ingest(store, local_anchor(keys), batch_objects=20).seconds
 
 
-def ingest_watched(store: LocalStore, keys: Path, tmp: Path) -> dict:
+def ingest_watched(store: LocalStore, keys: Path, tmp: Path, pause: float) -> dict:
     warehouse = Warehouse(tmp / "watched.sqlite", price_card=PRICES, latency_budget=BUDGET)
     warehouse.refresh_models()
     stop = tmp / "stop"
     extensions = [str(extension_path(name)) for name in ("ducklake", "sqlite")]
     reader = subprocess.Popen(
-        [sys.executable, "-c", READER, str(warehouse.location.sqlite_path), str(stop), *extensions],
+        [
+            sys.executable,
+            "-c",
+            READER,
+            str(warehouse.location.sqlite_path),
+            str(stop),
+            str(pause),
+            *extensions,
+        ],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -107,6 +117,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=200)
     parser.add_argument("--per-batch", type=int, default=250)
     parser.add_argument("--records", type=int, default=1000)
+    parser.add_argument("--pause", type=float, default=0.05, help="seconds between rounds")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-floor-readers-") as scratch:
         tmp = Path(scratch)
@@ -114,11 +125,12 @@ def main() -> None:
         write_records(store, tmp / "keys", args.records)
         write_events(store, args.batches * args.per_batch, per_batch=args.per_batch)
         alone = ingest_alone(store, tmp / "keys", tmp)
-        watched = ingest_watched(store, tmp / "keys", tmp)
+        watched = ingest_watched(store, tmp / "keys", tmp, args.pause)
     emit(
         "floor_readers",
         {
             "objects": args.records + args.batches + 8,
+            "reader_pause_s": args.pause,
             "ingest_alone_s": round(alone, 2),
             "with_a_reader": watched,
             "with_reader_over_alone": round(watched["ingest_s"] / alone, 2),
