@@ -237,7 +237,8 @@ def test_the_readme_attach_commands_work_as_written(big_store, tmp_path):
 
 
 @pytest.mark.s3
-def test_the_lake_keeps_its_parquet_on_s3(s3_env, tmp_path):
+def test_the_lake_keeps_its_parquet_on_s3(s3_env, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # nothing of the lake may land in the working directory
     bucket = s3_env.make_bucket()
     store = LocalStore(tmp_path / "store")
     populate(store, tmp_path / "keys")
@@ -256,6 +257,7 @@ def test_the_lake_keeps_its_parquet_on_s3(s3_env, tmp_path):
     names = [o["Key"] for o in s3_env.client().list_objects_v2(Bucket=bucket)["Contents"]]
     assert names and all(name.startswith("warehouse/") for name in names)
     assert any(name.endswith(".parquet") for name in names)
+    assert not (tmp_path / "s3:").exists()
 
 
 def test_compaction_merges_small_files_and_changes_no_answer(big_store, tmp_path):

@@ -141,9 +141,7 @@ class _Lakes:
             # catalog is told one.
             if _is_initialised(path):
                 options = []
-            else:
-                Path(location.data).mkdir(parents=True, exist_ok=True)
-        elif not location.data.startswith("s3://"):
+        if options and not location.data.startswith("s3://"):
             Path(location.data).mkdir(parents=True, exist_ok=True)
         clause = f" ({', '.join(options)})" if options else ""
         uri = sql_string(f"ducklake:{location.catalog}")
