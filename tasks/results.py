@@ -58,5 +58,7 @@ def block_name(store_url: str) -> str:
 def store_results(store_url: str, timeouts: StoreTimeouts) -> StoreResults:
     """The result storage for ``store_url``, saved on the Prefect server (idempotent)."""
     block = StoreResults(store=store_url, timeouts=timeouts)
-    block.save(block_name(store_url), overwrite=True)
+    # Sync even inside an event loop: `prefect deploy` imports the entry points from one, and
+    # there a plain `save` returns a coroutine that nobody awaits (the block is never saved).
+    block.save(block_name(store_url), overwrite=True, _sync=True)
     return block

@@ -1,19 +1,31 @@
 """OpenLineage: a real produce run's events through the client's file transport, checked
-against the OpenLineage JSON schema (tests/openlineage_spec) and the factory's facets' own
-schemas; failures send FAIL; an unreachable sink never fails a run; unconfigured, nothing."""
+against our schemas of the OpenLineage spec (tests/openlineage_spec) and the factory's facets'
+own schemas; the schemas reject malformed events; failures send FAIL; an unreachable sink
+never fails a run; unconfigured, nothing."""
 
 import dataclasses
 import json
 import logging
 import os
+import re
 import sys
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, ValidationError
+from openlineage.client.event_v2 import InputDataset, Job, Run, RunEvent, RunState
+from openlineage.client.facet_v2 import (
+    error_message_run,
+    job_type_job,
+    parent_run,
+    tags_job,
+    tags_run,
+)
+from openlineage.client.serde import Serde
 from referencing import Registry, Resource
 
 from factory.orders import Order, Segment, load_order
@@ -21,7 +33,7 @@ from factory.registry import load_registry
 from factory.settings import Settings
 from flows.produce import produce
 from media.weights import resolve_model
-from storage.openlineage import FACET_SCHEMAS
+from storage.openlineage import FACET_SCHEMAS, PRODUCER
 from storage.openlineage_config import DEFAULT_NAMESPACE, openlineage_settings
 from tasks.prepare import Production
 from tasks.provenance import RunContext
@@ -38,6 +50,9 @@ COST, MODEL = "assetFactory_cost", "assetFactory_model"
 
 def _schemas() -> Registry:
     found = [json.loads(p.read_text()) for p in (*SPEC.glob("*.json"), *FACET_SCHEMAS.glob("*"))]
+    # Hand-written schemas: a malformed keyword would otherwise just validate less.
+    for schema in found:
+        Draft202012Validator.check_schema(schema)
     return Registry().with_resources((s["$id"], Resource.from_contents(s)) for s in found)
 
 
@@ -53,10 +68,154 @@ def _validate(schema_url: str, instance: dict) -> None:
 def validate_event(event: dict) -> None:
     """The event against the spec's RunEvent, and every facet against its own _schemaURL."""
     _validate(RUN_EVENT, event)
-    uuid.UUID(event["run"]["runId"])
     for facets in (event["run"].get("facets", {}), event["job"].get("facets", {})):
         for facet in facets.values():
             _validate(facet["_schemaURL"], facet)
+
+
+def a_failed_stage_event() -> dict:
+    """A FAIL event of a stage run, built and serialised by the client itself, carrying every
+    spec facet our schemas describe."""
+    flow = parent_run.Job(namespace=DEFAULT_NAMESPACE, name="produce")
+    flow_run = str(uuid.uuid4())
+    run_facets = {
+        "parent": parent_run.ParentRunFacet(
+            run=parent_run.Run(runId=flow_run),
+            job=flow,
+            root=parent_run.Root(
+                run=parent_run.RootRun(runId=flow_run),
+                job=parent_run.RootJob(namespace=flow.namespace, name=flow.name),
+            ),
+            producer=PRODUCER,
+        ),
+        "errorMessage": error_message_run.ErrorMessageRunFacet(
+            message="RuntimeError: the render device fell over",
+            programmingLanguage="python",
+            producer=PRODUCER,
+        ),
+        "tags": tags_run.TagsRunFacet(
+            tags=[tags_run.TagsRunFacetFields("order", "tiny", "USER")], producer=PRODUCER
+        ),
+    }
+    job_facets = {
+        "jobType": job_type_job.JobTypeJobFacet(
+            processingType="BATCH", integration="ASSET_FACTORY", jobType="TASK", producer=PRODUCER
+        ),
+        "tags": tags_job.TagsJobFacet(
+            tags=[tags_job.TagsJobFacetFields("stage", "render")], producer=PRODUCER
+        ),
+    }
+    event = RunEvent(
+        eventType=RunState.FAIL,
+        eventTime=datetime.now(UTC).isoformat(),
+        run=Run(runId=str(uuid.uuid4()), facets=run_facets),
+        job=Job(namespace=DEFAULT_NAMESPACE, name="produce.render", facets=job_facets),
+        inputs=[InputDataset(namespace="file:///store", name="renders/abc")],
+        producer=PRODUCER,
+    )
+    return json.loads(Serde.to_json(event))
+
+
+def _drop(*path: str | int) -> Callable[[dict], None]:
+    def change(event: dict) -> None:
+        *parents, last = path
+        for key in parents:
+            event = event[key]
+        del event[last]
+
+    return change
+
+
+def _set(value: object, *path: str | int) -> Callable[[dict], None]:
+    def change(event: dict) -> None:
+        *parents, last = path
+        for key in parents:
+            event = event[key]
+        event[last] = value
+
+    return change
+
+
+def test_the_clients_own_event_with_every_spec_facet_is_valid():
+    event = a_failed_stage_event()
+    assert set(event["run"]["facets"]) == {"parent", "errorMessage", "tags"}
+    assert "root" in event["run"]["facets"]["parent"]
+    assert set(event["job"]["facets"]) == {"jobType", "tags"}
+    validate_event(event)
+
+
+@pytest.mark.parametrize(
+    ("break_it", "why"),
+    [
+        pytest.param(_drop("run", "runId"), "'runId' is a required", id="no-runId"),
+        pytest.param(_set("run-42", "run", "runId"), "is not a 'uuid'", id="runId-not-a-uuid"),
+        pytest.param(
+            _set("FINISHED", "eventType"), "'FINISHED' is not one of", id="unknown-eventType"
+        ),
+        pytest.param(
+            _set("yesterday", "eventTime"),
+            "'yesterday'",  # a format error, or the pattern's where no checker is installed
+            id="eventTime-not-a-date-time",
+        ),
+        pytest.param(
+            _set("asset factory", "producer"),
+            "'asset factory' does not match",
+            id="producer-not-a-uri",
+        ),
+        pytest.param(_drop("schemaURL"), "'schemaURL' is a required", id="no-schemaURL"),
+        pytest.param(_drop("job", "name"), "'name' is a required", id="job-without-name"),
+        pytest.param(
+            _drop("inputs", 0, "namespace"),
+            "'namespace' is a required",
+            id="dataset-without-namespace",
+        ),
+        pytest.param(
+            _drop("run", "facets", "parent", "_producer"),
+            "'_producer' is a required",
+            id="run-facet-no-producer",
+        ),
+        pytest.param(
+            _drop("job", "facets", "jobType", "_producer"),
+            "'_producer' is a required",
+            id="job-facet-no-producer",
+        ),
+        pytest.param(
+            _drop("run", "facets", "tags", "_schemaURL"),
+            "'_schemaURL' is a required",
+            id="facet-no-schemaURL",
+        ),
+        pytest.param(
+            _drop("run", "facets", "parent", "job", "namespace"),
+            "'namespace' is a required",
+            id="parent-no-job",
+        ),
+        pytest.param(
+            _set("7", "run", "facets", "parent", "root", "run", "runId"),
+            "'7' is not a 'uuid'",
+            id="bad-root",
+        ),
+        pytest.param(
+            _drop("run", "facets", "errorMessage", "message"),
+            "'message' is a required",
+            id="error-no-message",
+        ),
+        pytest.param(
+            _set("HOURLY", "job", "facets", "jobType", "processingType"),
+            "'HOURLY' is not one of",
+            id="bad-type",
+        ),
+        pytest.param(
+            _drop("job", "facets", "tags", "tags", 0, "value"),
+            "'value' is a required",
+            id="tag-without-value",
+        ),
+    ],
+)
+def test_a_malformed_event_fails_validation(break_it, why):
+    event = a_failed_stage_event()
+    break_it(event)
+    with pytest.raises(ValidationError, match=re.escape(why)):
+        validate_event(event)
 
 
 def lineage_env(monkeypatch: pytest.MonkeyPatch, events: Path) -> None:
