@@ -401,6 +401,7 @@ def _register_subcommands() -> None:
     from cli.cache import cache_app
     from cli.floor import floor_app
     from cli.keys import keys_app
+    from cli.qc import qc
     from cli.runs import runs_app, submit
 
     app.add_typer(assets_app, name="assets")
@@ -409,6 +410,7 @@ def _register_subcommands() -> None:
     app.add_typer(keys_app, name="keys", help="Create, rotate and list the factory's signing keys")
     app.add_typer(runs_app, name="runs")
     app.command()(submit)
+    app.command()(qc)
 
 
 _register_subcommands()
