@@ -139,7 +139,7 @@ def test_a_rejected_take_is_rendered_again_with_the_next_seed(
 
     # The floor counts the rejected take: yield below 1, and its device time is in the
     # order's cost (as waste), so in its cost per delivered minute.
-    warehouse = Warehouse(flow_env / "floor.duckdb")
+    warehouse = Warehouse(flow_env / "floor" / "catalog.sqlite")
     _, rows = warehouse.query(
         "select outcome, model from int_segment_passes where order_id = ? order by pass_no",
         [order.id],
@@ -185,7 +185,7 @@ def test_the_ladder_escalates_when_every_take_of_the_cheap_model_fails(
     assert [v.attempt for v in _rejected_gates(LocalStore(store), delivery.flow_run_id)] == [1, 2]
 
     # The floor shows the minute ended on tiny-plus, and what the escalation cost on tiny.
-    warehouse = Warehouse(flow_env / "floor.duckdb")
+    warehouse = Warehouse(flow_env / "floor" / "catalog.sqlite")
     _, rows = warehouse.query(
         "select outcome, model from int_segment_passes where order_id = ? order by pass_no",
         [order.id],
