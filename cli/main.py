@@ -79,12 +79,10 @@ def _quiet_libraries(verbose: bool) -> None:
     # A fresh Prefect database on a loaded 2-core machine can take longer than the 20 s default.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     if not verbose:
-        # Our own bars replace the per-component loading bars of diffusers and transformers.
-        import diffusers.utils.logging
-        import transformers.utils.logging
-
-        diffusers.utils.logging.disable_progress_bar()
-        transformers.utils.logging.disable_progress_bar()
+        # Our own bars replace the per-component loading bars of diffusers and transformers
+        # (the pipeline loader makes diffusers follow this switch; importing either library
+        # here would cost a cached run seconds).
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
 @app.command()
@@ -126,7 +124,7 @@ def run(
 
     order = load_order(order_file)
     _quiet_libraries(verbose)
-    from media.pipelines import default_task_workers, device_class
+    from media.devices import default_task_workers, device_class
     from tasks.prepare import check_order
     from tasks.resources import load_models, open_resources
 

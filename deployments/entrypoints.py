@@ -9,7 +9,7 @@ under ``results/``, where API callers read them back.
 
 from factory.settings import Settings
 from flows.produce import for_store
-from media.pipelines import default_task_workers
+from media.devices import default_task_workers
 
 _settings = Settings()
 produce = for_store(

@@ -11,7 +11,7 @@ from factory.assets import Delivery, StageResult
 from factory.orders import Order
 from factory.settings import Settings, StoreTimeouts
 from flows.crashed_runs import claim_run
-from media.pipelines import device_class
+from media.devices import device_class
 from storage.cache import CacheMode
 from storage.inputs import InputSource
 from storage.open import open_store
