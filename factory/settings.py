@@ -61,6 +61,17 @@ class Settings(BaseSettings):
     registry: Path | None = Field(
         default=None, description="Extra model registry (TOML) merged over the built-in one"
     )
+    local_server: bool = Field(
+        default=True,
+        description="`factory run` talks to the factory's own long-lived Prefect server "
+        "(started on first use); false: a throwaway API inside each run, as CI may want",
+    )
+    server_start_timeout_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="Seconds to wait for the local Prefect server to answer after starting it "
+        "(a fresh database on a loaded 2-core machine takes 20 s or more)",
+    )
 
     @property
     def models_dir(self) -> Path:
@@ -69,6 +80,11 @@ class Settings(BaseSettings):
     @property
     def keys_dir(self) -> Path:
         return self.home / "keys"
+
+    @property
+    def server_dir(self) -> Path:
+        """The local Prefect server's state, log and SQLite database."""
+        return self.home / "server"
 
     @property
     def warehouse(self) -> Path:

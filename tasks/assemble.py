@@ -4,7 +4,6 @@ from collections.abc import Mapping
 
 from factory.assets import MEDIA_MP4, Recorded
 from factory.orders import Order
-from media.video import concat_mp4
 from tasks.prepare import Production
 from tasks.stage import DeviceTimer, Input, Job, StageSpec
 
@@ -28,6 +27,9 @@ def plan_assemble(
 
 
 def compute_assemble(job: Job, inputs: Mapping[str, bytes], device: DeviceTimer) -> bytes:
+    # PyAV and numpy load only when a stage computes: a cached run needs neither.
+    from media.video import concat_mp4
+
     parts = [inputs[item.label] for item in job.inputs]
     with device():
         return concat_mp4(parts, fragmented=bool(job.recipe["fragmented"]))

@@ -5,7 +5,6 @@ from collections.abc import Mapping
 from factory.assets import MEDIA_LOSSLESS_YUV420_MP4, Recorded
 from factory.orders import CompositeSpec, Order
 from media.captions import caption_font
-from media.video import decode_frames, encode_lossless_yuv420, rgb_to_yuv420
 from tasks.prepare import Production
 from tasks.stage import DeviceTimer, Input, Job, StageSpec
 
@@ -64,6 +63,7 @@ def compute_composite(job: Job, inputs: Mapping[str, bytes], device: DeviceTimer
     # Compositing scales with torch: imported only when a composite is computed, so a
     # run served from the cache never imports it.
     from media.compositing import Compositor
+    from media.video import decode_frames, encode_lossless_yuv420, rgb_to_yuv420
 
     recipe = job.recipe
     compositor = Compositor(

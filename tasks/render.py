@@ -4,7 +4,6 @@ from collections.abc import Mapping
 
 from factory.assets import MEDIA_LOSSLESS_RGB_MP4, Recorded
 from factory.orders import Order
-from media.video import encode_lossless
 from tasks.prepare import Production
 from tasks.stage import DeviceTimer, Job, StageSpec
 
@@ -43,6 +42,7 @@ def compute_render(job: Job, inputs: Mapping[str, bytes], device: DeviceTimer) -
     # Imported here, not at the top: torch and diffusers take seconds to import, and a
     # run whose renders all come from the cache never needs them.
     from media.pipelines import get_pipeline, render_frames
+    from media.video import encode_lossless
 
     assert job.model is not None
     recipe = job.recipe
