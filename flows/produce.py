@@ -6,6 +6,7 @@ from prefect import Flow, flow
 from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.utilities.annotations import quote
 
 from factory.assets import Delivery, StageResult
 from factory.orders import Order
@@ -67,11 +68,16 @@ def produce(
     resources = open_resources(settings, device_class(), store, models)
     context = RunContext(order_id=order.id, flow_run_id=str(flow_run.id))
     production = prepare(order, resources, checked, context)
-    reused = (
-        reuse_task(order, resources, production, context)
-        if cache == "use"
-        else Reused.nothing(len(order.segments))
-    )
+    # Quoted, Prefect passes these through as they are; otherwise it walks every field of
+    # each (the order's every segment, the registry, the settings) looking for futures, for
+    # every task run: 60 to 140 ms a task at 120 segments (bench/RESULTS.md). None holds one.
+    shared = {
+        "resources": quote(resources),
+        "order": quote(order),
+        "production": quote(production),
+        "context": quote(context),
+    }
+    reused = reuse_task(**shared) if cache == "use" else Reused.nothing(len(order.segments))
     # Stage tasks run only for what the reuse pass did not find; their inputs are
     # either its results or the futures of the stage tasks before them.
     staged: list[list[Staged]] = [[] for _ in SEGMENT_CHAIN]
@@ -79,12 +85,12 @@ def produce(
         upstream: list[Staged] = []
         for position, spec in enumerate(SEGMENT_CHAIN):
             output = reused.segments[index][position] or STAGE_TASKS[spec.name].submit(
-                resources, order, production, context, cache, index, upstream
+                **shared, cache=cache, index=index, upstream=upstream
             )
             staged[position].append(output)
             upstream = [output]
     assembled = reused.final or STAGE_TASKS[FINAL.name](
-        resources, order, production, context, cache, None, staged[-1]
+        **shared, cache=cache, index=None, upstream=staged[-1]
     )
     runs = [_result(output).run for outputs in staged for output in outputs]
     close_floor_books(resources, context, started, ingest=floor)
