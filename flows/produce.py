@@ -19,6 +19,7 @@ from storage.open import open_store
 from tasks.chain import FINAL, SEGMENT_CHAIN
 from tasks.delivery import publish_delivery
 from tasks.floor import close_floor_books
+from tasks.openlineage_runs import flow_completed, flow_failed, flow_started
 from tasks.prepare import check_order, prepare
 from tasks.provenance import RunContext
 from tasks.resources import load_models, open_resources
@@ -40,6 +41,8 @@ Staged = StageResult | PrefectFuture[StageResult]
     log_prints=True,
     persist_result=True,
     result_serializer="json",
+    on_failure=[flow_failed],
+    on_crashed=[flow_failed],
 )
 def produce(
     order: Order,
@@ -67,6 +70,7 @@ def produce(
     checked = check_order(order, models, settings.models_dir, inputs)
     resources = open_resources(settings, device_class(), store, models)
     context = RunContext(order_id=order.id, flow_run_id=str(flow_run.id))
+    flow_started(resources, context)
     production = prepare(order, resources, checked, context)
     # Quoted, Prefect passes these through as they are; otherwise it walks every field of
     # each (the order's every segment, the registry, the settings) looking for futures, for
@@ -94,7 +98,7 @@ def produce(
     )
     runs = [_result(output).run for outputs in staged for output in outputs]
     close_floor_books(resources, context, started, ingest=floor)
-    return publish_delivery(
+    delivery = publish_delivery(
         resources,
         Delivery(
             order_id=order.id,
@@ -106,6 +110,8 @@ def produce(
             runs=[*runs, assembled.run],
         ),
     )
+    flow_completed(context, delivery, assembled.models)
+    return delivery
 
 
 def for_store(store_url: str, workers: int, timeouts: StoreTimeouts) -> Flow:

@@ -12,7 +12,7 @@ from typing import Any, Literal
 import c2pa
 from pydantic import BaseModel, ConfigDict
 
-from media.credentials import MP4, PROVENANCE_LABEL, native_context
+from media.credentials import FACTORY_LABEL_PREFIX, MP4, PROVENANCE_LABEL, native_context
 
 State = Literal["Trusted", "Valid", "Invalid", "Missing"]
 
@@ -26,8 +26,10 @@ class IngredientReport(BaseModel):
     has_manifest: bool
     failures: list[str]
     ingredients: list["IngredientReport"]
-    # The factory's own assertion in the ingredient's manifest, when asked for.
+    # The factory's provenance assertion in the ingredient's manifest, when asked for.
     assertion: dict[str, Any] | None = None
+    # Every factory assertion (provenance included) in it, by label, when asked for.
+    factory_assertions: dict[str, dict[str, Any]] = {}
 
 
 class CredentialReport(BaseModel):
@@ -38,6 +40,7 @@ class CredentialReport(BaseModel):
     title: str | None = None
     digital_source_type: str | None = None
     assertion: dict[str, Any] | None = None
+    factory_assertions: dict[str, dict[str, Any]] = {}
     ingredients: list[IngredientReport] = []
 
 
@@ -46,8 +49,9 @@ def read_credentials(
 ) -> CredentialReport:
     """What the embedded manifest says and whether it holds, judged against ``trust_anchors``.
 
-    ``with_assertion=False`` leaves out the factory assertion (``assertion`` is None), which
-    needs the store serialised a second time; a verdict does not use it.
+    ``with_assertion=False`` leaves out the factory assertions (``assertion`` is None and
+    ``factory_assertions`` empty), which need the store serialised a second time; a verdict
+    does not use them.
 
     ``state`` is the active manifest's own: a child of a tampered ingredient still reads
     Trusted, so look at ``verify_credentials`` (or walk ``ingredients``) before trusting one.
@@ -75,12 +79,14 @@ def read_credentials(
     # A delta the walk did not place still has to surface somewhere.
     unplaced = [f"{uri}: {failure}" for uri, failures in deltas.items() for failure in failures]
     active = store["manifests"][label]
+    ours = _factory_assertions(exact, label) if exact is not None else {}
     return CredentialReport(
         state=store["validation_state"],
         failures=_failures(results.get("activeManifest", {})) + unplaced,
         title=active.get("title"),
         digital_source_type=_digital_source_type(active),
-        assertion=_provenance(exact, label) if exact is not None else None,
+        assertion=ours.get(PROVENANCE_LABEL),
+        factory_assertions=ours,
         ingredients=ingredients,
     )
 
@@ -120,13 +126,17 @@ def _digital_source_type(manifest: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _provenance(exact: Mapping[str, Any], label: str) -> dict[str, Any] | None:
+def _factory_assertions(exact: Mapping[str, Any], label: str) -> dict[str, dict[str, Any]]:
     # Reader.json() shows lists of small integers as base64 bytes (and [300] as "LA=="),
-    # so the assertion comes from the crJSON form, which keeps the stored JSON as it is.
+    # so the assertions come from the crJSON form, which gives the stored data as it is.
     for manifest in exact.get("manifests", []):
         if manifest.get("label") == label:
-            return manifest.get("assertions", {}).get(PROVENANCE_LABEL)
-    return None
+            return {
+                name: data
+                for name, data in manifest.get("assertions", {}).items()
+                if name.startswith(FACTORY_LABEL_PREFIX)
+            }
+    return {}
 
 
 def _ingredients(
@@ -145,6 +155,7 @@ def _ingredients(
         nested = ingredient.get("active_manifest")
         # A hostile store could make manifests ingredients of each other.
         walk = nested in manifests and nested not in seen
+        ours = _factory_assertions(exact, nested) if exact is not None and walk else {}
         reports.append(
             IngredientReport(
                 title=ingredient.get("title", ""),
@@ -154,7 +165,8 @@ def _ingredients(
                 ingredients=_ingredients(manifests, nested, deltas, seen | {nested}, exact)
                 if walk
                 else [],
-                assertion=_provenance(exact, nested) if exact is not None and walk else None,
+                assertion=ours.get(PROVENANCE_LABEL),
+                factory_assertions=ours,
             )
         )
     return reports

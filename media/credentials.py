@@ -9,6 +9,11 @@ own manifest store, so a deliverable carries its whole history, and an assertion
 ``PROVENANCE_LABEL`` carries the factory's own facts (model, training provenance, royalty
 routing, lineage record digests).
 
+The factory's own assertions (labels under ``FACTORY_LABEL_PREFIX``) are stored as CBOR, as
+the C2PA specification prefers: a JSON assertion is hashed as the bytes c2pa-rs wrote, and
+independent readers that re-serialize it (TrustNXT's c2pa-ts writes ``1.0`` as ``1`` and
+rounds integers past 2**53) then report ``assertion.hashedURI.mismatch``.
+
 c2pa-rs bundles no trust list: the factory's root certificate is the only trust anchor, given
 to the builder (which records each ingredient's validation when adding it) and to every
 reader. Signing needs no network: no timestamp authority, no remote manifests, no OCSP.
@@ -17,6 +22,7 @@ reader. Signing needs no network: no timestamp authority, no remote manifests, n
 import io
 import json
 import os
+import re
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -29,7 +35,10 @@ import c2pa
 from factory.errors import BadInput
 from media.certificates import CertificateChain
 
-PROVENANCE_LABEL = "dev.asset-factory.provenance"
+FACTORY_LABEL_PREFIX = "dev.asset-factory."
+PROVENANCE_LABEL = FACTORY_LABEL_PREFIX + "provenance"
+# The gate's verdict on a segment, and on a deliverable the verdicts of its segments.
+QUALITY_VERDICT_LABEL = FACTORY_LABEL_PREFIX + "quality-verdict"
 MP4 = "video/mp4"
 
 _IPTC = "http://cv.iptc.org/newscodes/digitalsourcetype/"
@@ -43,8 +52,10 @@ _SETTINGS: dict[str, Any] = {
     # A factory worker or verifier must never fetch anything while signing or reading.
     "verify": {"remote_manifest_fetch": False, "ocsp_fetch": False},
 }
-# The JSON integers that c2pa-rs stores exactly; wider ones silently become floats.
-_INT_RANGE = range(-(2**63), 2**64)
+# The integers c2pa-rs stores in a CBOR assertion; it refuses to sign wider ones.
+_INT_RANGE = range(-(2**63), 2**63)
+# The rest of a label after the prefix: dot-separated lowercase words, as C2PA labels are.
+_LABEL_REST = re.compile(r"[a-z0-9]+(?:[-_][a-z0-9]+)*(?:\.[a-z0-9]+(?:[-_][a-z0-9]+)*)*")
 
 Action = Literal["created", "composited", "transcoded", "assembled"]
 Relationship = Literal["parentOf", "componentOf"]
@@ -68,19 +79,37 @@ class Ingredient:
         )
 
 
-def provenance_assertion(data: Mapping[str, Any]) -> dict[str, Any]:
-    """The factory's custom assertion, carrying ``data`` as JSON that reads back equal."""
+def factory_assertion(label: str, data: Mapping[str, Any]) -> dict[str, Any]:
+    """One of the factory's own assertions: ``data`` under ``label``, stored as CBOR.
+
+    ``label`` must start with ``FACTORY_LABEL_PREFIX``; ``data`` must be plain JSON
+    (string keys, lists not tuples, finite numbers, integers within 64 bits signed), and
+    every reader, c2pa-rs or another, then gives back exactly ``data``.
+    """
+    rest = label.removeprefix(FACTORY_LABEL_PREFIX)
+    if rest == label or not _LABEL_REST.fullmatch(rest):
+        raise BadInput(
+            f"assertion label {label!r} must be {FACTORY_LABEL_PREFIX!r} followed by "
+            "lowercase dot-separated words, e.g. "
+            f"{QUALITY_VERDICT_LABEL!r}"
+        )
     try:
         text = json.dumps(data, allow_nan=False)
     except (TypeError, ValueError) as error:
-        raise BadInput(f"provenance must be plain JSON: {error}") from None
+        raise BadInput(f"assertion {label} must be plain JSON: {error}") from None
     if json.loads(text) != data or not _ints_in_range(data):
         raise BadInput(
-            "provenance must be plain JSON that reads back equal: string keys, lists not "
-            "tuples, integers within 64 bits"
+            f"assertion {label} must be plain JSON that reads back equal: string keys, "
+            "lists not tuples, integers within 64 bits signed"
         )
-    # Stored as JSON, not the default CBOR: CBOR turns lists of small integers into bytes.
-    return {"label": PROVENANCE_LABEL, "kind": "Json", "data": dict(data)}
+    # No "kind": CBOR is c2pa-rs's default, and lists of small integers stay arrays in it
+    # (only Reader.json() shows them as base64; credential_reports reads crJSON).
+    return {"label": label, "data": dict(data)}
+
+
+def provenance_assertion(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The factory's provenance assertion (``PROVENANCE_LABEL``), stored as CBOR."""
+    return factory_assertion(PROVENANCE_LABEL, data)
 
 
 class CredentialSigner:
@@ -167,6 +196,7 @@ class CredentialSigner:
         parent: Ingredient | None = None,
         components: Sequence[Ingredient] = (),
         provenance: Mapping[str, Any],
+        extra_assertions: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> bytes:
         """``data`` signed as made by ``action`` from ``parent`` and ``components``.
 
@@ -174,6 +204,9 @@ class CredentialSigner:
         ``parent``; ``assembled`` places its components as equals (C2PA allows one parent
         at most). A composite's digitalSourceType sits on ``c2pa.edited``: a manifest may
         hold only one ``c2pa.created`` or ``c2pa.opened``, and it must come first.
+
+        ``provenance`` and each of ``extra_assertions`` (label to data, such as
+        ``QUALITY_VERDICT_LABEL``) become factory assertions (``factory_assertion``).
         """
         needs_parent = action in ("composited", "transcoded")
         if (parent is not None) != needs_parent or (components and action == "created"):
@@ -207,7 +240,10 @@ class CredentialSigner:
             digital_source_type=TRAINED_ALGORITHMIC_MEDIA if action == "created" else None,
             actions=actions or None,
             ingredients=ingredients,
-            assertions=[provenance_assertion(provenance)],
+            assertions=[
+                provenance_assertion(provenance),
+                *_extra_assertions(extra_assertions or {}),
+            ],
         )
 
     def _native(self) -> tuple[c2pa.Signer, c2pa.Context]:
@@ -241,6 +277,12 @@ def _process_context(pid: int, trust_anchors: tuple[bytes, ...]) -> c2pa.Context
         return c2pa.Context.from_dict(_SETTINGS)
     anchors = b"".join(trust_anchors).decode("ascii")
     return c2pa.Context.from_dict({**_SETTINGS, "trust": {"user_anchors": anchors}})
+
+
+def _extra_assertions(extra: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    if PROVENANCE_LABEL in extra:
+        raise BadInput(f"{PROVENANCE_LABEL} is the provenance argument, not an extra assertion")
+    return [factory_assertion(label, data) for label, data in extra.items()]
 
 
 def _ints_in_range(value: Any) -> bool:

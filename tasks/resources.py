@@ -8,14 +8,20 @@ ids only, so a resources object can travel as a task parameter without leaking t
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from factory.floor import load_price_card
 from factory.registry import Registry, load_registry
 from factory.settings import Settings
 from media.credentials import CredentialSigner
 from storage import keys
 from storage.objectstore import ObjectStore
 from storage.open import open_store
+from storage.openlineage_config import openlineage_settings
 from storage.trust import TrustAnchor, resolve_anchor
+
+if TYPE_CHECKING:
+    from storage.openlineage import OpenLineageEmitter
 
 
 @dataclass(frozen=True)
@@ -35,7 +41,11 @@ class Signers:
 
 @dataclass(frozen=True)
 class Resources:
-    """Store, signers, settings, model registry and this worker's device, for one process."""
+    """Store, signers, settings, model registry and this worker's device, for one process.
+
+    ``openlineage`` sends the runs' OpenLineage events; None when the client's settings
+    do not configure it (then nothing is sent and the client is never imported).
+    """
 
     settings: Settings
     store: ObjectStore
@@ -43,6 +53,7 @@ class Resources:
     registry: Registry
     device_class: str
     identity_created: bool = False
+    openlineage: "OpenLineageEmitter | None" = None
 
     @property
     def warehouse(self) -> Path:
@@ -83,4 +94,16 @@ def open_resources(
         registry=models,
         device_class=device_class,
         identity_created=created,
+        openlineage=open_openlineage(opened.url),
     )
+
+
+def open_openlineage(store_url: str) -> "OpenLineageEmitter | None":
+    """The OpenLineage emitter the client's standard settings ask for, or None."""
+    lineage = openlineage_settings()
+    if lineage is None:
+        return None
+    # Imported only when configured: the client takes 0.45 to 1 s to import (bench/RESULTS.md).
+    from storage.openlineage import open_emitter
+
+    return open_emitter(lineage, store_url, load_price_card())

@@ -15,6 +15,7 @@ from media.credentials import Ingredient
 from storage.assets import get_asset, put_asset
 from storage.cache import CacheEntry, CacheMode, SegmentCache
 from tasks.clock import stage_clock
+from tasks.openlineage_runs import lineage_of_stage
 from tasks.provenance import RunContext, media_assertion, write_record
 from tasks.resources import Resources
 from tasks.stage import Input, Job
@@ -71,6 +72,7 @@ def reuse_cached(resources: Resources, job: Job, context: RunContext) -> StageRe
     return _reuse(resources, job, context, found.entry, started, start)
 
 
+@lineage_of_stage
 def produce(resources: Resources, job: Job, context: RunContext) -> StageResult:
     """Compute the job's output, sign it (C2PA), store it and write its lineage record."""
     stage, store = job.stage, resources.store
@@ -112,6 +114,7 @@ def _ingredient(item: Input, inputs: dict[str, bytes]) -> Ingredient:
     )
 
 
+@lineage_of_stage
 def _reuse(
     resources: Resources,
     job: Job,

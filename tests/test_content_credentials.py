@@ -10,27 +10,35 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from PIL import Image
 
 from factory.errors import BadInput
+from factory.verdicts import ExpectationFailure, Verdict
 from media.certificates import ALG, CertificateChain, make_certificate_chain
 from media.credential_reports import read_credentials, verify_credentials
 from media.credentials import (
     COMPOSITE_WITH_TRAINED_ALGORITHMIC_MEDIA,
+    PROVENANCE_LABEL,
+    QUALITY_VERDICT_LABEL,
     TRAINED_ALGORITHMIC_MEDIA,
     CredentialSigner,
     Ingredient,
+    factory_assertion,
 )
 from media.video import concat_mp4, decode_frames, encode_h264, probe
 
 FPS = 12
 CLAIM_SIGNING_EKU = x509.ObjectIdentifier("1.3.6.1.4.1.62558.2.1")
-# Lists of small integers, nested and empty containers, a wide integer and non-ASCII text:
-# each of these once came back changed from some path through c2pa.
+# The key "model" of PROVENANCE as CBOR writes it: a text string of length 5.
+CBOR_MODEL = b"\x65model"
+# Lists of small integers, nested and empty containers, the widest integers, an integral
+# float and non-ASCII text: each of these once came back changed from some path through c2pa.
 PROVENANCE = {
     "model": "tiny-wan",
     "training": {"datasets": ["synthetic-v1"], "licensed": True, "opt_out_honoured": None},
     "royalty_routing": [{"party": "studio", "basis_points": 7000}, {"party": "é", "bp": 3000}],
     "shares": [1, 2, 255, 300, -1],
     "empty": {"list": [], "dict": {}},
-    "wide": 2**63 + 1,
+    "widest": 2**63 - 1,
+    "lowest": -(2**63),
+    "one": 1.0,
     "ratio": 0.1,
     "record_digests": ["0" * 64],
 }
@@ -158,6 +166,83 @@ def test_signed_render_is_trusted_and_reads_back(rendered: bytes, anchors: list[
     assert verify_credentials(rendered, anchors) == []
 
 
+def test_factory_assertions_are_cbor_and_read_back_at_any_depth(
+    signer: CredentialSigner, unsigned: bytes, anchors: list[bytes]
+) -> None:
+    judged = Verdict(
+        suite="segment",
+        suite_version="1",
+        passed=False,
+        failures=(
+            ExpectationFailure(
+                expectation="expect_column_max_to_be_between",
+                metric="frozen_run",
+                observed=[0, 3, 255],
+                expected={"min_value": 0, "max_value": 2.0},
+            ),
+        ),
+        metrics={"black_share": 0.0, "frames": 8},
+        attempt=2,
+    )
+    verdict = judged.model_dump(mode="json")
+    render = signer.sign(
+        unsigned,
+        action="created",
+        title="render",
+        provenance=PROVENANCE,
+        extra_assertions={QUALITY_VERDICT_LABEL: verdict},
+    )
+    offset, size = top_level_box(render, b"uuid")
+    manifest = render[offset : offset + size]
+    # CBOR writes the key as a text string with its length; a JSON assertion, as '"model"'.
+    assert CBOR_MODEL in manifest and b'"model"' not in manifest
+    ours = {PROVENANCE_LABEL: PROVENANCE, QUALITY_VERDICT_LABEL: verdict}
+    report = read_credentials(render, anchors)
+    assert (report.state, report.assertion, report.factory_assertions) == (
+        "Trusted",
+        PROVENANCE,
+        ours,
+    )
+    assert Verdict.model_validate(report.factory_assertions[QUALITY_VERDICT_LABEL]) == judged
+    assert read_credentials(render, anchors, with_assertion=False).factory_assertions == {}
+    encoded = signer.sign(
+        unsigned,
+        action="transcoded",
+        title="encode",
+        parent=Ingredient(render, "render", "render"),
+        provenance={"stage": "encode"},
+    )
+    report = read_credentials(encoded, anchors)
+    assert report.factory_assertions == {PROVENANCE_LABEL: {"stage": "encode"}}
+    assert [i.factory_assertions for i in report.ingredients] == [ours]
+
+
+def test_factory_assertion_labels_are_checked(signer: CredentialSigner, unsigned: bytes) -> None:
+    assert factory_assertion(QUALITY_VERDICT_LABEL, {"a": [1]}) == {
+        "label": "dev.asset-factory.quality-verdict",
+        "data": {"a": [1]},
+    }
+    for label in ("c2pa.actions", "dev.asset-factory.", "dev.asset-factory.Verdict", "x.verdict"):
+        with pytest.raises(BadInput, match=r"must be 'dev\.asset-factory\.' followed by"):
+            factory_assertion(label, {})
+    with pytest.raises(BadInput, match="is the provenance argument"):
+        signer.sign(
+            unsigned,
+            action="created",
+            title="x",
+            provenance={},
+            extra_assertions={PROVENANCE_LABEL: {}},
+        )
+    with pytest.raises(BadInput, match="quality-verdict must be plain JSON"):
+        signer.sign(
+            unsigned,
+            action="created",
+            title="x",
+            provenance={},
+            extra_assertions={QUALITY_VERDICT_LABEL: {"attempt": 2**63}},
+        )
+
+
 def test_unknown_root_leaves_the_signer_untrusted(rendered: bytes) -> None:
     for anchors in ([], [make_certificate_chain("Someone Else").root_cert_pem]):
         report = read_credentials(rendered, anchors)
@@ -188,7 +273,7 @@ def test_flipped_manifest_bytes_are_caught(rendered: bytes, anchors: list[bytes]
     signature = read_credentials(flipped(rendered, offset + size - 1), anchors)
     assert signature.state == "Invalid"
     assert codes(signature.failures) == ["claimSignature.mismatch"]
-    assertion = flipped(rendered, rendered.index(b'"model"', offset) + 3)
+    assertion = flipped(rendered, rendered.index(CBOR_MODEL, offset) + 3)
     report = read_credentials(assertion, anchors)
     assert report.state == "Invalid"
     assert codes(report.failures) == ["assertion.hashedURI.mismatch"]
@@ -297,8 +382,8 @@ def test_tampered_embedded_ingredient_manifest_is_found_at_its_depth(
         components=[Ingredient(seg, "segment-0", "s0")],
         provenance={},
     )
-    # The render's manifest is embedded twice removed; its provenance text is the first one.
-    tampered = flipped(child, child.index(b'"model"') + 3)
+    # The render's manifest is embedded twice removed; its provenance is the first one.
+    tampered = flipped(child, child.index(CBOR_MODEL) + 3)
     reasons = verify_credentials(tampered, anchors)
     path = "ingredient 'segment-0' > 'composite-0' > 'render-0'"
     assert [reason.split(": ")[:2] for reason in reasons] == [
@@ -354,7 +439,7 @@ def test_signer_made_before_fork_works_in_the_child(
 def test_bad_requests_are_refused(signer: CredentialSigner, unsigned: bytes) -> None:
     with pytest.raises(BadInput, match="exactly one"):
         signer.sign_mp4(unsigned, title="x", digital_source_type=None)
-    for provenance in ({"t": (1, 2)}, {1: "x"}, {"x": 2**64}, {"x": float("nan")}, {"x": b""}):
+    for provenance in ({"t": (1, 2)}, {1: "x"}, {"x": 2**63}, {"x": float("nan")}, {"x": b""}):
         with pytest.raises(BadInput, match="provenance"):
             signer.sign(unsigned, action="created", title="x", provenance=provenance)
     twice = [Ingredient(unsigned, "a", "same"), Ingredient(unsigned, "b", "same")]
