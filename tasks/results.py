@@ -65,13 +65,15 @@ def store_results(store_url: str, timeouts: StoreTimeouts) -> StoreResults:
     """
     block = StoreResults(store=store_url, timeouts=timeouts)
     name = block_name(store_url)
+    # Sync even inside an event loop: `prefect deploy` imports the entry points from one, and
+    # there a plain `load` or `save` returns a coroutine that nobody awaits.
     try:
-        saved = StoreResults.load(name)
+        saved = StoreResults.load(name, _sync=True)
     except ValueError:
         saved = None
     # Our own fields only: a loaded block's dump also carries its document's id and name.
     ours = StoreResults.model_fields.keys() - Block.model_fields.keys()
     if saved is not None and saved.model_dump(include=ours) == block.model_dump(include=ours):
         return saved
-    block.save(name, overwrite=True)
+    block.save(name, overwrite=True, _sync=True)
     return block
