@@ -435,6 +435,7 @@ def _register_subcommands() -> None:
     from cli.cache import cache_app
     from cli.floor import floor_app
     from cli.keys import keys_app
+    from cli.qc import qc
     from cli.runs import runs_app, submit
     from cli.server import server_app
 
@@ -445,6 +446,7 @@ def _register_subcommands() -> None:
     app.add_typer(runs_app, name="runs")
     app.add_typer(server_app, name="server")
     app.command()(submit)
+    app.command()(qc)
 
 
 _register_subcommands()

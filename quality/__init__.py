@@ -1,5 +1,6 @@
-"""Quality gates (Great Expectations suites and the gates that apply them).
+"""Quality: QC metrics measured on delivered media, and the Great Expectations suites that
+judge them (segment, deliverable, lineage completeness) into verdicts.
 
-No gate exists yet: every rendered segment is accepted. The gates plug in
-between composite and encode, where a rejected segment is re-rendered.
+``quality.judge.Judge`` is the entry point; thresholds live in ``quality/thresholds.toml``.
+Nothing here imports Great Expectations until a Judge is made or Data Docs are built.
 """

@@ -184,13 +184,12 @@ def test_help_explains_every_command(env, monkeypatch, capsys):
                 assert parameter.opts[0] in text, (path, parameter.opts)
 
 
-def test_the_command_line_starts_without_duckdb_or_matplotlib():
+def test_the_command_line_starts_without_duckdb_matplotlib_or_great_expectations():
     # `factory --help` (and every command that does not need them) must not pay for
-    # importing the warehouse's engine or the report's charts: they load on use.
-    probe = (
-        "import sys, cli.main; "
-        "print(sorted(m for m in ('duckdb', 'matplotlib', 'jinja2') if m in sys.modules))"
-    )
+    # importing the warehouse's engine, the report's charts or the quality suites (GX alone
+    # takes seconds): they load on use.
+    heavy = ("duckdb", "matplotlib", "jinja2", "great_expectations", "pandas")
+    probe = f"import sys, cli.main; print(sorted(m for m in {heavy!r} if m in sys.modules))"
     result = subprocess.run(
         [sys.executable, "-c", probe],
         capture_output=True,
