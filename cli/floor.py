@@ -1,13 +1,17 @@
-"""`factory floor`: load the floor's events and lineage into DuckDB, report on them, export them.
+"""`factory floor`: load the floor's events and lineage into DuckLake, report on them, export them.
 
     factory floor ingest [--store S] [--warehouse W]     store → warehouse (incremental)
     factory floor report [--warehouse W] [--html PATH]   terminal summary + HTML with charts
-    factory floor export [--warehouse W] --to DIR|s3://  Parquet per mart and fact table
+    factory floor export [--warehouse W] [--to DIR|s3://] [--duckdb FILE]
+                                                         Parquet per view and table, or one file
+    factory floor compact [--warehouse W]                merge small files, expire old snapshots
 
-The warehouse defaults to $FACTORY_HOME/floor.duckdb. The HTML report (cli/report.py)
-is self-contained (inline SVG charts, no scripts, no network) and is written next to
-the warehouse unless --html says otherwise. DuckDB and matplotlib are imported by the
-commands that use them, so `factory --help` does not pay for them.
+The warehouse is a DuckLake: its catalog defaults to $FACTORY_HOME/floor/catalog.sqlite
+(FACTORY_WAREHOUSE_CATALOG), its Parquet files to the store's warehouse/ prefix
+(FACTORY_WAREHOUSE_DATA). The HTML report (cli/report.py) is self-contained (inline SVG
+charts, no scripts, no network) and is written next to a SQLite catalog unless --html
+says otherwise. DuckDB and matplotlib are imported by the commands that use them, so
+`factory --help` does not pay for them.
 """
 
 import functools
@@ -34,10 +38,12 @@ out = Console()
 console = Console(stderr=True)
 
 WarehouseOption = Annotated[
-    Path | None,
+    str | None,
     typer.Option(
         "--warehouse",
-        help="The DuckDB warehouse file. Default: $FACTORY_HOME/floor.duckdb.",
+        help="The warehouse's DuckLake catalog: a SQLite file, sqlite:PATH or "
+        "postgres:CONNINFO. Default: FACTORY_WAREHOUSE_CATALOG, else "
+        "$FACTORY_HOME/floor/catalog.sqlite.",
         show_default=False,
     ),
 ]
@@ -52,8 +58,15 @@ StoreOption = Annotated[
 ]
 
 
-def default_warehouse() -> Path:
-    return Settings().home / "floor.duckdb"
+def open_warehouse(catalog: str | None, **config: Any):
+    """The warehouse the settings name, or the catalog given (its data path from
+    FACTORY_WAREHOUSE_DATA, else beside it)."""
+    from storage.warehouse import Warehouse
+
+    settings = Settings()
+    if catalog is None:
+        return Warehouse(*settings.warehouse, **config)
+    return Warehouse(catalog, settings.warehouse_data, **config)
 
 
 def _friendly(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -118,14 +131,21 @@ def ingest(
     from factory.floor import load_latency_budget, load_price_card
     from storage.open import open_store
     from storage.trust import resolve_anchor
-    from storage.warehouse import Warehouse
 
-    target = Warehouse(
-        warehouse or default_warehouse(),
+    target = open_warehouse(
+        warehouse,
         price_card=load_price_card(price_card),
         latency_budget=load_latency_budget(latency_budget),
     )
     settings = Settings()
+    if settings.legacy_warehouse.is_file() and not target.exists():
+        console.print(
+            f"note: {settings.legacy_warehouse} is the single-file warehouse of earlier "
+            f"versions; the warehouse is now the DuckLake at {target.name}, rebuilt from the "
+            "store by this ingest. Delete the old file when you no longer need it.",
+            soft_wrap=True,
+            highlight=False,
+        )
     source = open_store(store or settings.store_spec, settings.store_timeouts)
     # Records count only when a key the factory root certified signed them.
     anchor = resolve_anchor(settings.trust, settings.keys_dir)
@@ -135,7 +155,7 @@ def ingest(
     table.add_column(no_wrap=True)
     table.add_column()
     table.add_row("store", source.url)
-    table.add_row("warehouse", str(target.path))
+    table.add_row("warehouse", target.name)
     for kind, listed in report.listed.items():
         table.add_row(kind, f"{report.loaded[kind]} new of {listed} objects")
     table.add_row(
@@ -164,19 +184,21 @@ def report(
         Path | None,
         typer.Option(
             "--html",
-            help="Where to write the HTML report. Default: next to the warehouse (floor.html).",
+            help="Where to write the HTML report. Default: floor.html next to a SQLite "
+            "catalog, else in the current directory.",
             show_default=False,
         ),
     ] = None,
 ) -> None:
     """Summarise the floor in the terminal and write an HTML report with charts."""
     from cli.report import print_summary, render_html
-    from storage.warehouse import Warehouse, summary
+    from storage.warehouse import summary
 
-    source = Warehouse(warehouse or default_warehouse())
+    source = open_warehouse(warehouse)
     s = summary(source)
     print_summary(s, out)
-    target = html_path or source.path.with_suffix(".html")
+    beside = source.location.sqlite_path
+    target = html_path or (beside.parent if beside else Path()) / "floor.html"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(render_html(s), encoding="utf-8")
     out.print(f"HTML report: {target}", soft_wrap=True, highlight=False)
@@ -186,20 +208,51 @@ def report(
 @_friendly
 def export(
     to: Annotated[
-        str,
+        str | None,
         typer.Option("--to", help="A directory, or s3://bucket/prefix (through DuckDB httpfs)."),
-    ],
+    ] = None,
+    duckdb_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--duckdb",
+            help="One DuckDB file (FILE.duckdb) with every table and view, for a single file.",
+        ),
+    ] = None,
     warehouse: WarehouseOption = None,
 ) -> None:
-    """Write every mart and fact table as Parquet, for analysts to query without the lock."""
-    from storage.warehouse import Warehouse
-
-    source = Warehouse(warehouse or default_warehouse())
+    """Write every view and fact table as Parquet files, or as one DuckDB file."""
+    if to is None and duckdb_file is None:
+        raise BadInput("Say where to export: --to DIR|s3://bucket/prefix, --duckdb FILE, or both.")
+    source = open_warehouse(warehouse)
+    results = []
     with _progress("exporting tables") as update:
-        result = source.export(to, progress=update)
-    table = Table(title=f"Exported to {result.target} in {result.seconds:.2f} s")
-    table.add_column("table")
-    table.add_column("rows", justify="right")
-    for name, rows in result.tables.items():
-        table.add_row(f"{name}.parquet", f"{rows:,}")
-    out.print(table)
+        if to is not None:
+            results.append((source.export(to, progress=update), ".parquet"))
+        if duckdb_file is not None:
+            results.append((source.export_duckdb(duckdb_file, progress=update), ""))
+    for result, suffix in results:
+        table = Table(title=f"Exported to {result.target} in {result.seconds:.2f} s")
+        table.add_column("table")
+        table.add_column("rows", justify="right")
+        for name, rows in result.tables.items():
+            table.add_row(f"{name}{suffix}", f"{rows:,}")
+        out.print(table)
+
+
+@floor_app.command("compact")
+@_friendly
+def compact(
+    warehouse: WarehouseOption = None,
+    keep_days: Annotated[
+        float,
+        typer.Option(help="Days of snapshots to keep for time travel.", min=0),
+    ] = 7.0,
+) -> None:
+    """Merge the small files that ingests leave into bigger ones, and drop what old
+    snapshots alone still used. Safe while the factory ingests and analysts read."""
+    with console.status("compacting the warehouse"):
+        result = open_warehouse(warehouse).compact(keep_days)
+    out.print(
+        f"data files: {result['data_files_before']:,} → {result['data_files_after']:,}",
+        highlight=False,
+    )

@@ -309,21 +309,6 @@ def verify(
         raise typer.Exit(1)
 
 
-def _ancestry_fast_path(digest: str, settings: Settings):
-    """The ancestry from the floor warehouse when it has this asset, else None."""
-    from factory.errors import IntegrityError
-    from storage.warehouse import Warehouse, WarehouseBusy
-
-    path = settings.warehouse
-    if not path.exists():
-        return None
-    try:
-        return Warehouse(path).ancestry(digest)
-    except (IntegrityError, WarehouseBusy):
-        # Not ingested yet, or being written: the store is the source of truth.
-        return None
-
-
 @app.command()
 def lineage(
     target: Annotated[str, typer.Argument(metavar="DIGEST", help="sha256:DIGEST or an MP4 file")],
@@ -341,11 +326,9 @@ def lineage(
     settings = Settings()
     store_obj, digest, data = _resolve_target(target, store, settings)
     digest = digest or sha256_hex(data)
-    # The warehouse indexes this factory's own store, judged by its own root: it answers
-    # only when that is the store and the root asked about.
-    own = store in (None, settings.store_spec) and not (trust or settings.trust)
-    fast = _ancestry_fast_path(digest, settings) if own else None
-    result = fast or ancestry(store_obj, trusted_keys(store_obj, trust, settings), digest)
+    # From the store, not the floor warehouse: a DuckLake has no indexes, and loading it
+    # alone costs more than walking one asset's records (bench/RESULTS.md, issue 13).
+    result = ancestry(store_obj, trusted_keys(store_obj, trust, settings), digest)
     if as_json:
         out.print_json(result.model_dump_json())
         return

@@ -72,6 +72,18 @@ class Settings(BaseSettings):
         description="Seconds to wait for the local Prefect server to answer after starting it "
         "(a fresh database on a loaded 2-core machine takes 20 s or more)",
     )
+    warehouse_catalog: str | None = Field(
+        default=None,
+        description="The floor warehouse's DuckLake catalog: a SQLite file (sqlite:PATH) or "
+        "PostgreSQL (postgres:CONNINFO, for a fleet); default sqlite:$FACTORY_HOME/floor/"
+        "catalog.sqlite",
+    )
+    warehouse_data: str | None = Field(
+        default=None,
+        description="Where the warehouse writes its Parquet files: a directory or "
+        "s3://bucket/prefix/; default the store's warehouse/ prefix. Fixed when the "
+        "catalog is created",
+    )
 
     @property
     def models_dir(self) -> Path:
@@ -87,7 +99,15 @@ class Settings(BaseSettings):
         return self.home / "server"
 
     @property
-    def warehouse(self) -> Path:
+    def warehouse(self) -> tuple[str, str]:
+        """The warehouse's catalog and data path (see storage.warehouse.WarehouseLocation)."""
+        catalog = self.warehouse_catalog or f"sqlite:{self.home / 'floor' / 'catalog.sqlite'}"
+        data = self.warehouse_data or f"{self.store_spec.rstrip('/')}/warehouse/"
+        return catalog, data
+
+    @property
+    def legacy_warehouse(self) -> Path:
+        """Where the single-file warehouse lived before DuckLake."""
         return self.home / "floor.duckdb"
 
     @property

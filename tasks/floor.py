@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
+from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import task_run
 
@@ -17,7 +18,7 @@ from factory.assets import StageResult
 from factory.floor import FloorEvent, WorkerAvailability
 from storage.floor_events import EventWriter
 from storage.objectstore import ObjectStore
-from storage.warehouse import Warehouse, WarehouseBusy, summary
+from storage.warehouse import Warehouse, summary
 from tasks.clock import TASK_RETRIES, is_transient_error
 from tasks.provenance import RunContext
 from tasks.resources import Resources
@@ -96,8 +97,9 @@ def close_floor(
 ) -> str | None:
     """Record this worker's availability for the run, then refresh the warehouse.
 
-    Returns the warehouse summary as markdown (for the run's Prefect artifact), or
-    None when ingest is off or another process holds the warehouse.
+    Returns markdown for the run's Prefect artifact: the warehouse summary, or why the
+    ingest did not happen (logged too; the run's events stay in the store and the next
+    ingest loads them); None when ingest is off.
     """
     worker = resources.settings.worker_id
     interval = WorkerAvailability(
@@ -111,11 +113,33 @@ def close_floor(
     )
     if not ingest:
         return None
+    catalog = resources.settings.warehouse[0]
     try:
-        Warehouse(resources.warehouse).ingest(resources.store, resources.trust_anchor)
-    except WarehouseBusy:
-        return None
-    return summary(resources.warehouse).markdown()
+        warehouse = Warehouse(resources.warehouse)
+        report = warehouse.ingest(resources.store, resources.trust_anchor)
+        floor = summary(warehouse).markdown()
+    except Exception as error:
+        # The run's work is done and its events are in the store: a warehouse that cannot
+        # take them now (unreachable catalog, commit races past its patience, a bug) is
+        # reported in the log and the artifact, not a failed run.
+        get_run_logger().warning(
+            "floor ingest into %s failed, this run is not in the warehouse yet: %s",
+            catalog,
+            error,
+        )
+        return (
+            "# Factory floor\n\n"
+            f"**Ingest failed**: this run is not in the warehouse `{catalog}` yet.\n\n"
+            f"```\n{error}\n```\n\n"
+            "Its floor events are in the store; `factory floor ingest` loads them.\n"
+        )
+    if report.rejected:
+        get_run_logger().warning(
+            "floor ingest rejected %d object(s): %s",
+            len(report.rejected),
+            "; ".join(f"{item.uri}: {item.reason}" for item in report.rejected),
+        )
+    return floor
 
 
 def close_floor_books(

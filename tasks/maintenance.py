@@ -27,16 +27,25 @@ def refresh_floor(settings: Settings, store: str | None) -> FloorSummary:
     opened = open_store(store or settings.store_spec, settings.store_timeouts)
     # Records count only when a key this factory's root certified signed them.
     anchor = resolve_anchor(settings.trust, settings.keys_dir)
-    report = Warehouse(settings.warehouse).ingest(opened, anchor)
-    result = summary(settings.warehouse)
+    warehouse = Warehouse(*settings.warehouse)
+    report = warehouse.ingest(opened, anchor)
+    # The day's per-run ingests left small files: merged nightly, while readers read.
+    compacted = warehouse.compact()
+    result = summary(warehouse)
     rejected = (
         f"\n\n{len(report.rejected)} object(s) were not loaded (bad signature or unreadable); "
         "`factory floor ingest` lists them."
         if report.rejected
         else ""
     )
+    files = (
+        f"\n\nData files compacted: {compacted['data_files_before']:,} → "
+        f"{compacted['data_files_after']:,}."
+    )
     create_markdown_artifact(
-        result.markdown() + rejected, key=FLOOR_REPORT_KEY, description="Nightly floor report"
+        result.markdown() + rejected + files,
+        key=FLOOR_REPORT_KEY,
+        description="Nightly floor report",
     )
     return result
 

@@ -19,6 +19,7 @@ from storage.objectstore import ObjectStore
 from storage.open import open_store
 from storage.openlineage_config import openlineage_settings
 from storage.trust import TrustAnchor, resolve_anchor
+from storage.warehouse.lake import WarehouseLocation
 
 if TYPE_CHECKING:
     from storage.openlineage import OpenLineageEmitter
@@ -56,8 +57,8 @@ class Resources:
     openlineage: "OpenLineageEmitter | None" = None
 
     @property
-    def warehouse(self) -> Path:
-        return self.settings.warehouse
+    def warehouse(self) -> WarehouseLocation:
+        return WarehouseLocation.of(*self.settings.warehouse)
 
     @property
     def trust_anchor(self) -> TrustAnchor:

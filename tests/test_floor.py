@@ -43,12 +43,8 @@ run fc), a new delivery. Events 23-29 and 30-36, below.
 
 import hashlib
 import itertools
-import json
 import os
 import re
-import subprocess
-import sys
-import threading
 import tomllib
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
@@ -91,7 +87,6 @@ from storage.objectstore import ObjectStore
 from storage.trust import TrustAnchor, load_trusted_keys, local_anchor
 from storage.warehouse import (
     Warehouse,
-    WarehouseBusy,
     WarehouseMissing,
     connect_export,
     summary,
@@ -322,7 +317,7 @@ def floor(tmp_path_factory: pytest.TempPathFactory) -> tuple[LocalStore, Warehou
     root = tmp_path_factory.mktemp("floor")
     store = LocalStore(root / "store")
     populate(store, root / "keys")
-    warehouse = Warehouse(root / "floor.duckdb", price_card=PRICES, latency_budget=BUDGET)
+    warehouse = Warehouse(root / "floor.sqlite", price_card=PRICES, latency_budget=BUDGET)
     report = warehouse.ingest(store, local_anchor(root / "keys"))
     assert report.loaded == {"events": 4, "availability": 4, "lineage": 7}
     return store, warehouse
@@ -335,7 +330,7 @@ def refloor(tmp_path_factory: pytest.TempPathFactory) -> Warehouse:
     store = LocalStore(root / "store")
     populate(store, root / "keys")
     write_redeliveries(store)
-    warehouse = Warehouse(root / "floor.duckdb", price_card=PRICES, latency_budget=BUDGET)
+    warehouse = Warehouse(root / "floor.sqlite", price_card=PRICES, latency_budget=BUDGET)
     report = warehouse.ingest(store, local_anchor(root / "keys"))
     assert report.loaded == {"events": 6, "availability": 4, "lineage": 7}
     return warehouse
@@ -412,7 +407,7 @@ def test_shipped_config_loads_and_covers_the_chain(tmp_path):
     assert set(SEGMENT_STAGES) | {"assemble"} <= set(budget.stages)
     assert sum(budget.stages.values()) <= budget.end_to_end_ms
     # A warehouse built with the shipped config has its price card and budget tables.
-    warehouse = Warehouse(tmp_path / "shipped.duckdb")
+    warehouse = Warehouse(tmp_path / "shipped.sqlite")
     warehouse.refresh_models()
     assert rows(warehouse, "select count(*) as n from price_card") == [{"n": len(card.device_hour)}]
     stages = {r["stage"] for r in rows(warehouse, "select stage from latency_budget")}
@@ -503,7 +498,7 @@ def test_ingest_rejects_the_unverifiable_record_and_loads_the_rest(floor):
 def test_ingest_is_idempotent(tmp_path):
     store = LocalStore(tmp_path / "store")
     populate(store, tmp_path / "keys")
-    warehouse = Warehouse(tmp_path / "w.duckdb", price_card=PRICES, latency_budget=BUDGET)
+    warehouse = Warehouse(tmp_path / "w.sqlite", price_card=PRICES, latency_budget=BUDGET)
     anchor = local_anchor(tmp_path / "keys")
     first = warehouse.ingest(store, anchor, batch_objects=3)
     before = warehouse.counts()
@@ -533,7 +528,7 @@ def test_a_malformed_events_object_is_reported_not_loaded(tmp_path):
     store.put(
         "floor/events/f/bad.jsonl", make_event(EVENTS[1]).model_dump_json().encode() + b"\n{oops\n"
     )
-    warehouse = Warehouse(tmp_path / "w.duckdb", price_card=PRICES, latency_budget=BUDGET)
+    warehouse = Warehouse(tmp_path / "w.sqlite", price_card=PRICES, latency_budget=BUDGET)
     report = warehouse.ingest(store, TrustAnchor("0" * 64))
     (bad,) = report.rejected
     assert "bad.jsonl line 2" in bad.reason
@@ -933,9 +928,10 @@ def test_summary_markdown(floor):
 
 def test_the_analysts_readme_shows_real_output(refloor, tmp_path, monkeypatch, capsys):
     # storage/sql/README.md's example queries run against the re-delivery fixture, on
-    # the warehouse and on its Parquet export (at ./floor-export, as the README makes
-    # it), and each shows its output: the output must be what the query gives now, on
-    # both. FLOOR_README_WRITE=1 writes the warehouse's output into the README instead.
+    # the lake, on its Parquet export (at ./floor-export, as the README makes it) and on
+    # its single-file DuckDB export, and each shows its output: the output must be what
+    # the query gives now, on all three. FLOOR_README_WRITE=1 writes the lake's output
+    # into the README instead.
     path = Path(__file__).parent.parent / "storage" / "sql" / "README.md"
     text = path.read_text()
     blocks = list(re.finditer(r"```(\w*)\n(.*?)```", text, re.S))
@@ -967,31 +963,10 @@ def test_the_analysts_readme_shows_real_output(refloor, tmp_path, monkeypatch, c
     exported = connect_export(tmp_path / "floor-export")
     for query, shown in examples:
         assert same(output(exported, query.group(2))) == same(shown.group(2)), query.group(2)
-
-
-def test_a_reader_waits_for_a_writer_of_the_same_process(floor, tmp_path):
-    # DuckDB refuses a read-only connection to a file this process has open for writing
-    # (two flows closing their books at once): that is the lock, waited for like it.
-    _, shared = floor
-    path = shared.snapshot(tmp_path / "w.duckdb")
-    opened, release = threading.Event(), threading.Event()
-
-    def write() -> None:
-        with Warehouse(path).connect(read_only=False):
-            opened.set()
-            release.wait(10)
-
-    writer = threading.Thread(target=write)
-    writer.start()
-    try:
-        assert opened.wait(10)
-        with pytest.raises(WarehouseBusy, match="locked"):
-            Warehouse(path, lock_timeout=0.2).query("select 1")
-        threading.Timer(0.3, release.set).start()
-        assert Warehouse(path).query("select count(*) from yield")[1] == [(2,)]
-    finally:
-        release.set()
-        writer.join()
+    refloor.export_duckdb(tmp_path / "floor.duckdb")
+    with duckdb.connect(str(tmp_path / "floor.duckdb"), read_only=True) as single:
+        for query, shown in examples:
+            assert same(output(single, query.group(2))) == same(shown.group(2)), query.group(2)
 
 
 def test_two_ingests_in_one_process_take_turns(tmp_path):
@@ -1002,7 +977,7 @@ def test_two_ingests_in_one_process_take_turns(tmp_path):
     anchor = local_anchor(tmp_path / "keys")
     for round_ in range(3):
         warehouse = Warehouse(
-            tmp_path / f"w{round_}.duckdb", price_card=PRICES, latency_budget=BUDGET
+            tmp_path / f"w{round_}.sqlite", price_card=PRICES, latency_budget=BUDGET
         )
         with ThreadPoolExecutor(max_workers=2) as pool:
             runs = [pool.submit(warehouse.ingest, store, anchor, batch_objects=2) for _ in range(2)]
@@ -1018,52 +993,23 @@ def test_two_ingests_in_one_process_take_turns(tmp_path):
 
 def test_missing_warehouse_says_to_ingest(tmp_path):
     with pytest.raises(WarehouseMissing, match="factory floor ingest"):
-        Warehouse(tmp_path / "nope.duckdb").query("select 1")
+        Warehouse(tmp_path / "nope.sqlite").query("select 1")
 
 
-READER = """
-import sys, duckdb
-from storage.warehouse import connect_export
-con = connect_export(sys.argv[1])
-print(con.execute("select sum(accepted_passes), sum(attempted_passes) from yield").fetchone())
-try:
-    duckdb.connect(sys.argv[2], read_only=True)
-    print("opened")
-except duckdb.IOException as error:
-    print("locked" if "lock" in str(error) else f"other: {error}")
-"""
-
-
-def test_parquet_export_is_readable_while_a_writer_holds_the_warehouse(floor, tmp_path):
+def test_duckdb_export_is_one_file_with_every_table_and_view(floor, tmp_path):
     _, warehouse = floor
-    report = warehouse.export(tmp_path / "export")
-    assert report.tables["events"] == 22 and report.tables["royalties"] == 4
-    manifest = json.loads((tmp_path / "export" / "_manifest.json").read_text())
-    assert manifest["tables"]["yield"]["rows"] == 2
-    writer = duckdb.connect(str(warehouse.path))  # an ingest in progress, as far as locks go
-    try:
-        writer.execute("begin")
-        writer.execute("insert into rejected_objects values ('x', 'events', 'test', now())")
-        result = subprocess.run(
-            [sys.executable, "-c", READER, str(tmp_path / "export"), str(warehouse.path)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            cwd=Path(__file__).parent.parent,
-        )
-        writer.execute("rollback")
-    finally:
-        writer.close()
-    assert result.returncode == 0, result.stderr
-    # The Parquet answers; the live file is locked against the second process.
-    assert result.stdout.splitlines() == ["(4, 6)", "locked"]
-
-
-def test_snapshot_is_an_openable_copy(floor, tmp_path):
-    _, warehouse = floor
-    copy = warehouse.snapshot(tmp_path / "snap.duckdb")
-    with duckdb.connect(str(copy), read_only=True) as con:
+    report = warehouse.export_duckdb(tmp_path / "copy.duckdb")
+    assert report.tables["raw_events"] == 22 and report.tables["rejected_objects"] == 1
+    assert not list(tmp_path.glob(".*partial"))
+    with duckdb.connect(str(tmp_path / "copy.duckdb"), read_only=True) as con:
         assert con.execute("select count(*) from yield").fetchone() == (2,)
+        # The lineage indexes a DuckLake table cannot have, for ancestry at index speed.
+        indexes = {
+            name for (name,) in con.execute("select index_name from duckdb_indexes()").fetchall()
+        }
+        assert "raw_lineage_parents_child" in indexes
+    with pytest.raises(BadInput, match=r"\.duckdb"):
+        warehouse.export_duckdb(tmp_path / "copy.db")
 
 
 @pytest.mark.s3
@@ -1073,7 +1019,7 @@ def test_ingest_and_export_on_s3(s3_env, tmp_path):
     bucket = s3_env.make_bucket()
     store = open_store(f"s3://{bucket}/factory")
     populate(store, tmp_path / "keys")
-    warehouse = Warehouse(tmp_path / "s3.duckdb", price_card=PRICES, latency_budget=BUDGET)
+    warehouse = Warehouse(tmp_path / "s3.sqlite", price_card=PRICES, latency_budget=BUDGET)
     anchor = local_anchor(tmp_path / "keys")
     report = warehouse.ingest(store, anchor)
     assert report.loaded == {"events": 4, "availability": 4, "lineage": 7}
@@ -1120,15 +1066,21 @@ def test_cli_ingest_report_export(tmp_path, monkeypatch):
     # One forged record: everything else is loaded, and the exit status says so.
     assert ingest.exit_code == 1, ingest.output
     assert "rejected" in ingest.output and "untrusted key" in ingest.output
-    assert (tmp_path / "home" / "floor.duckdb").is_file()
+    assert (tmp_path / "home" / "floor" / "catalog.sqlite").is_file()
     report = runner.invoke(floor_app, ["report"])
     assert report.exit_code == 0, report.output
     assert "cost per delivered minute" in report.output
-    html = (tmp_path / "home" / "floor.html").read_text()
+    html = (tmp_path / "home" / "floor" / "floor.html").read_text()
     assert html.count("<svg") >= 4 and "0.0957" in html and "<script" not in html
-    export = runner.invoke(floor_app, ["export", "--to", str(tmp_path / "pq")])
+    export = runner.invoke(
+        floor_app, ["export", "--to", str(tmp_path / "pq"), "--duckdb", str(tmp_path / "f.duckdb")]
+    )
     assert export.exit_code == 0, export.output
     assert (tmp_path / "pq" / "cost_per_delivered_minute.parquet").is_file()
+    with duckdb.connect(str(tmp_path / "f.duckdb"), read_only=True) as con:
+        assert con.execute("select count(*) from raw_events").fetchone() == (22,)
+    nowhere = runner.invoke(floor_app, ["export"])
+    assert nowhere.exit_code == 2 and "--duckdb FILE" in nowhere.output
 
 
 def test_html_report_escapes_what_the_store_says(floor):

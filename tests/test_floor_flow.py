@@ -25,7 +25,7 @@ def test_produced_order_is_in_the_warehouse(flow_env, tmp_path, monkeypatch):
     order = load_order(EXAMPLES / "tiny.yaml")
     delivery = produce(order, str(tmp_path / "store"))
 
-    warehouse = Warehouse(home / "floor.duckdb")
+    warehouse = Warehouse(home / "floor" / "catalog.sqlite")
     minutes_sql = "select sum(delivered_minutes) from cost_per_delivered_minute where order_id = ?"
     _, rows = warehouse.query(minutes_sql, [order.id])
     assert rows[0][0] == pytest.approx(delivery.duration_s / 60)
@@ -65,3 +65,27 @@ def test_produced_order_is_in_the_warehouse(flow_env, tmp_path, monkeypatch):
     assert rows[0][0] == pytest.approx(delivery.duration_s / 60)
     _, rows = warehouse.query("select sum(delivered_minutes) from royalties")
     assert rows[0][0] == pytest.approx(delivery.duration_s / 60)
+
+
+def test_a_failed_end_of_run_ingest_is_logged_and_shown_in_the_floor_artifact(
+    flow_env, tmp_path, monkeypatch, caplog
+):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    # A catalog that cannot be created: its folder is a file.
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setenv("FACTORY_WAREHOUSE_CATALOG", f"sqlite:{blocker}/catalog.sqlite")
+    delivery = produce(load_order(EXAMPLES / "tiny.yaml"), str(tmp_path / "store"))
+
+    assert delivery.verified  # the run's work stands; only the warehouse is behind
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[delivery.flow_run_id]))
+        )
+    [floor] = [a for a in artifacts if a.key == "factory-floor"]
+    assert "**Ingest failed**" in floor.data and "factory floor ingest" in floor.data
+    assert any(
+        "floor ingest into" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records
+    )

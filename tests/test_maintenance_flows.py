@@ -41,7 +41,8 @@ def test_floor_report_and_cache_gc_do_what_their_commands_do(flow_env, tmp_path,
     report = state.result()
     assert report.delivered_orders == 1
     assert report.delivered_minutes == pytest.approx(delivery.duration_s / 60)
-    assert "delivered" in _artifact(state, FLOOR_REPORT_KEY).lower()
+    published = _artifact(state, FLOOR_REPORT_KEY)
+    assert "delivered" in published.lower() and "Data files compacted" in published
 
     store = LocalStore(tmp_path / "store")
     entries = len(list(SegmentCache(store).entries()))

@@ -1,9 +1,11 @@
-"""The factory floor warehouse: floor events, availability and verified lineage in DuckDB.
+"""The factory floor warehouse: floor events, availability and verified lineage in DuckLake.
 
-``Warehouse(path).ingest(store)`` copies what the factory wrote to the object store
-into one DuckDB file, incrementally and idempotently; the SQL models in
-``storage/sql`` (staging, intermediate, marts: one view per file) turn it into the
-floor's numbers, and ``storage/sql/README.md`` documents every view for analysts.
+``Warehouse(location).ingest(store)`` copies what the factory wrote to the object store
+into a DuckLake (a SQLite or PostgreSQL catalog, Parquet data files in a directory or
+on S3), incrementally and idempotently, while any number of readers query it; the SQL
+models in ``storage/sql`` (staging, intermediate, marts: one view per file, kept in
+the lake's catalog) turn it into the floor's numbers, and ``storage/sql/README.md``
+documents every view for analysts.
 
 One module a job:
 
@@ -11,14 +13,17 @@ One module a job:
 * ``ingest``: store objects → tables, lineage through ``storage.lineage_reader``
 * ``models``: the config tables and the SQL views, recreated in order
 * ``lineage``: lookup and ancestry over the verified records
-* ``export``: Parquet to a directory or S3 (httpfs), and reading an export back
+* ``export``: Parquet to a directory or S3 (httpfs), one DuckDB file, reading an export
 * ``summary``: the floor's numbers, from ``storage/sql/summary/*.sql``
-* ``core``: ``Warehouse``, its connections and lock, and the verbs above as methods
+* ``lake``: where the lake is, this process's DuckDB with it attached, commit retries
+* ``extensions``: DuckDB extensions from their wheels, S3 settings for httpfs
+* ``core``: ``Warehouse``, its connections, and the verbs above as methods
 """
 
-from storage.warehouse.core import Warehouse, WarehouseBusy, WarehouseMissing
+from storage.warehouse.core import Warehouse
 from storage.warehouse.export import ExportReport, connect_export
 from storage.warehouse.ingest import IngestReport
+from storage.warehouse.lake import WarehouseBusy, WarehouseLocation, WarehouseMissing
 from storage.warehouse.models import MARTS
 from storage.warehouse.summary import FloorSummary, summary
 
@@ -29,6 +34,7 @@ __all__ = [
     "IngestReport",
     "Warehouse",
     "WarehouseBusy",
+    "WarehouseLocation",
     "WarehouseMissing",
     "connect_export",
     "summary",

@@ -1,144 +1,121 @@
-"""``Warehouse``: one DuckDB file, its connections and lock, and the verbs analysts use.
+"""``Warehouse``: the floor's DuckLake, its connections, and the verbs analysts use.
 
-DuckDB locks the file against every other process while a writer is open, read-only
-ones included. Connections here wait up to ``lock_timeout`` for the lock, writers
-are short-lived, and analysts read the Parquet export or a ``snapshot`` copy rather
-than the live file while the factory ingests.
+Readers never wait: each query sees the last committed snapshot, whatever ingest is
+writing. Writers commit optimistically and do a transaction again when another
+writer committed first (``lake.transaction``); inside one process they also take
+turns, so two flows closing their books together do not race each other for nothing.
 """
 
 import contextlib
-import os
-import shutil
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
-from factory.errors import FactoryError
 from factory.floor import LatencyBudget, PriceCard, load_latency_budget, load_price_card
 from storage.ancestry import Ancestry
 from storage.objectstore import ObjectStore
 from storage.trust import TrustAnchor
 from storage.warehouse import export as exporting
 from storage.warehouse import ingest as ingesting
-from storage.warehouse import lineage, models
-from storage.warehouse.schema import BOOKKEEPING_TABLES, FACT_TABLES, create_tables, row_counts
+from storage.warehouse import lineage, maintenance, models
+from storage.warehouse.lake import (
+    LAKES,
+    WarehouseBusy,
+    WarehouseLocation,
+    WarehouseMissing,
+    transaction,
+)
+from storage.warehouse.schema import BOOKKEEPING_TABLES, FACT_TABLES, read_sql, row_counts
 
-# Another process holds the file's lock; or, in this process, another thread holds a
-# connection opened the other way (read-only vs writing), which DuckDB also refuses.
-_BUSY_HINTS = ("Could not set lock", "different configuration than existing connections")
-
-
-_WRITER_LOCKS: dict[Path, threading.Lock] = {}
+_WRITER_LOCKS: dict[str, threading.Lock] = {}
 _WRITER_LOCKS_GUARD = threading.Lock()
+_SCHEMA_READY: set[str] = set()
 
 
-def _writer_lock(path: Path) -> threading.Lock:
-    """This process's lock for writing the warehouse file at ``path``."""
+def _writer_lock(location: WarehouseLocation) -> threading.Lock:
+    """This process's lock for writing the warehouse whose catalog is ``location``'s."""
     with _WRITER_LOCKS_GUARD:
-        return _WRITER_LOCKS.setdefault(path.resolve(), threading.Lock())
-
-
-class WarehouseMissing(FactoryError):
-    """There is no warehouse file where one was expected."""
-
-
-class WarehouseBusy(FactoryError):
-    """Another process holds the warehouse file's lock."""
+        return _WRITER_LOCKS.setdefault(location.catalog, threading.Lock())
 
 
 class Warehouse:
-    """One DuckDB file with the floor's facts and the SQL models over them."""
+    """The floor's facts and the SQL models over them, in a DuckLake."""
 
     def __init__(
         self,
-        path: Path | str,
+        location: WarehouseLocation | Path | str,
+        data: Path | str | None = None,
         *,
         price_card: PriceCard | None = None,
         latency_budget: LatencyBudget | None = None,
-        lock_timeout: float = 30.0,
+        patience: float = 60.0,
     ) -> None:
-        self.path = Path(path).expanduser()
+        self.location = WarehouseLocation.of(location, data)
         self._price_card = price_card
         self._latency_budget = latency_budget
-        self.lock_timeout = lock_timeout
+        self.patience = patience
+
+    @property
+    def name(self) -> str:
+        """The catalog, as reports and errors name the warehouse."""
+        return str(self.location)
 
     def exists(self) -> bool:
-        return self.path.is_file()
+        return self.location.exists()
 
     # -- connections -------------------------------------------------------------------
 
     @contextlib.contextmanager
     def connect(self, read_only: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection to the file, closed on exit; waits up to lock_timeout for a lock.
+        """A connection with the warehouse in use, closed on exit; never waits for a writer.
 
-        Read-only connections need an existing warehouse; a writer creates it.
+        Reading needs an existing warehouse; writing creates it.
         """
         if read_only and not self.exists():
             raise WarehouseMissing(
-                f"No floor warehouse at {self.path}: run `factory floor ingest` first "
+                f"No floor warehouse at {self.name}: run `factory floor ingest` first "
                 "(or pass --warehouse to point at one)."
             )
-        if not read_only:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.nullcontext() if read_only else self._writing_turn():
-            con = self._open(read_only)
-            try:
-                yield con
-            finally:
-                con.close()
-
-    @contextlib.contextmanager
-    def _writing_turn(self) -> Iterator[None]:
-        """One writer at a time in this process, as between processes.
-
-        DuckDB lets threads of one process write the same file at once, then fails one
-        of them on a conflict (two flows closing their books together).
-        """
-        lock = _writer_lock(self.path)
-        if not lock.acquire(timeout=self.lock_timeout):
-            raise self._busy()
+        con = LAKES.cursor(self.location)
         try:
-            yield
+            yield con
         finally:
-            lock.release()
-
-    def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
-        deadline = time.monotonic() + self.lock_timeout
-        pause = 0.05
-        while True:
-            try:
-                return duckdb.connect(str(self.path), read_only=read_only)
-            except (duckdb.IOException, duckdb.ConnectionException) as error:
-                if not any(hint in str(error) for hint in _BUSY_HINTS):
-                    raise FactoryError(f"Cannot open the warehouse {self.path}: {error}") from None
-                if time.monotonic() >= deadline:
-                    raise self._busy() from None
-                time.sleep(pause)
-                pause = min(pause * 2, 1.0)
-
-    def _busy(self) -> "WarehouseBusy":
-        return WarehouseBusy(
-            f"The warehouse {self.path} is locked by another process (an ingest, or an open "
-            f"DuckDB session) and stayed locked for {self.lock_timeout:g} s. Read the Parquet "
-            "export instead of the live file, or retry when it is free."
-        )
+            con.close()
 
     @contextlib.contextmanager
     def writer(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A writing connection on a file whose tables all exist."""
-        with self.connect(read_only=False) as con:
-            create_tables(con)
-            yield con
+        """A writing connection on a warehouse whose tables all exist; one writer per process.
+
+        DuckDB would let threads of one process commit at once and fail one of them on
+        the conflict; taking turns here saves that retry.
+        """
+        lock = _writer_lock(self.location)
+        if not lock.acquire(timeout=self.patience):
+            raise WarehouseBusy(
+                f"Another ingest of this process kept the warehouse {self.name} for "
+                f"{self.patience:g} s; run it again when it is done."
+            )
+        try:
+            with self.connect(read_only=False) as con:
+                if self.location.catalog not in _SCHEMA_READY:
+                    self.transact(con, lambda c: c.execute(read_sql("schema")), "creating tables")
+                    _SCHEMA_READY.add(self.location.catalog)
+                yield con
+        finally:
+            lock.release()
+
+    def transact(self, con: duckdb.DuckDBPyConnection, work: Any, what: str) -> Any:
+        """``work(con)`` in one transaction, redone when another writer commits first."""
+        return transaction(con, work, patience=self.patience, what=f"{what} ({self.name})")
 
     @contextlib.contextmanager
     def _reading(
         self, con: duckdb.DuckDBPyConnection | None
     ) -> Iterator[duckdb.DuckDBPyConnection]:
-        """``con`` when the caller has one open, else a read-only connection of our own."""
+        """``con`` when the caller has one open, else a connection of our own."""
         if con is not None:
             yield con
             return
@@ -167,20 +144,32 @@ class Warehouse:
             fetch_workers=fetch_workers,
         )
 
-    def refresh_models(self, con: duckdb.DuckDBPyConnection | None = None) -> None:
-        """Reload the price card and latency budget tables and recreate every view."""
-        card = self._price_card or load_price_card()
-        budget = self._latency_budget or load_latency_budget()
-        if con is not None:
-            models.refresh(con, card, budget)
-            return
-        with self.writer() as opened:
-            models.refresh(opened, card, budget)
+    def config(self) -> tuple[PriceCard, LatencyBudget]:
+        """The price card and latency budget this warehouse prices and judges by."""
+        return (
+            self._price_card or load_price_card(),
+            self._latency_budget or load_latency_budget(),
+        )
+
+    def refresh_models(self) -> bool:
+        """Reload the price card and latency budget tables and recreate every view, in one
+        transaction, unless they are current already; True when anything was written."""
+        card, budget = self.config()
+        with self.writer() as con:
+            return self.transact(con, lambda c: models.refresh(c, card, budget), "models")
+
+    def compact(self, keep_snapshots_days: float = 7.0) -> dict[str, int]:
+        """Merge the small Parquet files ingests leave (and rows kept inline in the catalog)
+        into bigger ones, expire snapshots older than ``keep_snapshots_days`` (time travel
+        reaches back that far) and delete the files only they used, a day after they were
+        dropped (a reader may still be scanning them). Data files before and after."""
+        with self.writer() as con:
+            return maintenance.compact(con, keep_snapshots_days)
 
     # -- queries -----------------------------------------------------------------------
 
     def query(self, sql: str, params: Sequence[Any] | None = None) -> tuple[list[str], list[tuple]]:
-        """Column names and rows of one read-only query."""
+        """Column names and rows of one query."""
         with self.connect() as con:
             cursor = con.execute(sql, params or [])
             columns = [d[0] for d in cursor.description or []]
@@ -212,26 +201,18 @@ class Warehouse:
         store, at query speed: records were verified when they were ingested.
         """
         with self._reading(con) as c:
-            return lineage.ancestry(c, digest, where=str(self.path))
+            return lineage.ancestry(c, digest, where=self.name)
 
     # -- analyst access ----------------------------------------------------------------
 
     def export(
         self, target: str | Path, *, progress: ingesting.Progress | None = None
     ) -> exporting.ExportReport:
-        """Write every mart and fact table as Parquet to a directory or s3://bucket/prefix."""
+        """Write every view and fact table as Parquet to a directory or s3://bucket/prefix."""
         return exporting.export(self, target, progress=progress)
 
-    def snapshot(self, destination: Path | str) -> Path:
-        """A consistent copy of the warehouse file that analysts may open in DuckDB.
-
-        Holds the writer lock only for the checkpoint and the copy.
-        """
-        destination = Path(destination).expanduser()
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        partial = destination.with_name(f".{destination.name}.partial")
-        with self.writer() as con:
-            con.execute("checkpoint")
-            shutil.copyfile(self.path, partial)
-        os.replace(partial, destination)
-        return destination
+    def export_duckdb(
+        self, destination: Path | str, *, progress: ingesting.Progress | None = None
+    ) -> exporting.ExportReport:
+        """One DuckDB file with every table and view, for those who want a single file."""
+        return exporting.export_duckdb(self, destination, progress=progress)

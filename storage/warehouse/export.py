@@ -1,10 +1,12 @@
-"""Analyst access without the lock: Parquet exports, to a directory or to S3 through httpfs.
+"""Exports for those who want files, not a lake: Parquet per view, or one DuckDB file.
 
 ``export`` writes ``<target>/<name>.parquet`` per view (staging, intermediate, marts),
-fact table and the list of rejected objects, then
-``<target>/_manifest.json`` with row counts; ``connect_export`` opens an export as an
-in-memory DuckDB with one view per file. S3 goes through DuckDB's httpfs extension
-(shipped as a wheel, never downloaded) with the standard AWS settings boto3 uses.
+fact table and the list of rejected objects, then ``<target>/_manifest.json`` with
+row counts; ``connect_export`` opens such an export as an in-memory DuckDB with one
+view per file. S3 goes through DuckDB's httpfs extension (shipped as a wheel, never
+downloaded) with the standard AWS settings boto3 uses. ``export_duckdb`` writes one
+DuckDB file holding the tables, the views over them and the lineage indexes: the
+warehouse as a single file, as it was before DuckLake.
 """
 
 import contextlib
@@ -14,15 +16,15 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 import duckdb
 from pydantic import BaseModel, Field
 
-from factory.errors import BadInput, FactoryError
+from factory.errors import BadInput
+from storage.warehouse.extensions import configure_s3, load_httpfs
 from storage.warehouse.ingest import Progress
-from storage.warehouse.models import VIEWS
-from storage.warehouse.schema import EXPORTED_TABLES, sql_string
+from storage.warehouse.models import MODELS, VIEWS
+from storage.warehouse.schema import EXPORTED_TABLES, read_sql, sql_string
 
 if TYPE_CHECKING:
     from storage.warehouse.core import Warehouse
@@ -39,7 +41,7 @@ def export(
 ) -> ExportReport:
     """Write every view and fact table as Parquet to a directory or s3://bucket/prefix.
 
-    The warehouse is opened read-only, so exports never block each other.
+    It reads one snapshot of the lake, so ingests go on meanwhile.
     """
     from storage.open import open_store
 
@@ -51,6 +53,7 @@ def export(
     names = {**{view: view for view in VIEWS}, **EXPORTED_TABLES}
     counts: dict[str, int] = {}
     with warehouse.connect() as con:
+        con.execute("begin")  # every file from one snapshot
         if remote:
             load_httpfs(con)
             configure_s3(con)
@@ -60,9 +63,10 @@ def export(
             notify("export", done, len(names))
             counts[name] = _export_one(con, table, spec, name, remote)
         notify("export", len(names), len(names))
+        con.execute("commit")
     manifest = {
         "exported_at": datetime.now(UTC).replace(tzinfo=None).isoformat() + "Z",
-        "warehouse": str(warehouse.path),
+        "warehouse": warehouse.name,
         "tables": {name: {"file": f"{name}.parquet", "rows": n} for name, n in counts.items()},
     }
     destination.put("_manifest.json", json.dumps(manifest, indent=2).encode(), "application/json")
@@ -94,7 +98,7 @@ def _export_one(
 def connect_export(target: str | Path) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with one view per exported Parquet file: what analysts query.
 
-    Works for a directory or s3://bucket/prefix; nothing here takes the warehouse lock.
+    Works for a directory or s3://bucket/prefix.
     """
     spec = str(target).rstrip("/")
     con = duckdb.connect()
@@ -113,76 +117,65 @@ def connect_export(target: str | Path) -> duckdb.DuckDBPyConnection:
     return con
 
 
-# -- httpfs and S3 -------------------------------------------------------------------------
+# The indexes the lineage queries probe (DuckLake tables have none; a DuckDB file can).
+_EXPORT_INDEXES = (
+    "create index raw_lineage_asset on raw_lineage (asset_digest)",
+    "create index raw_lineage_parents_child on raw_lineage_parents (asset_digest)",
+    "create index raw_lineage_parents_parent on raw_lineage_parents (parent_digest)",
+)
 
 
-def httpfs_extension_path() -> Path:
-    """The httpfs extension file shipped in the duckdb-extension-httpfs wheel."""
-    try:
-        import duckdb_extension_httpfs
-    except ImportError:
-        raise FactoryError(
-            "DuckDB's httpfs extension is not installed: pip install "
-            f"duckdb-extension-httpfs=={duckdb.__version__} (the version must equal duckdb's)."
-        ) from None
-    base = Path(duckdb_extension_httpfs.__file__).parent / "extensions"
-    found = sorted(base.glob(f"v{duckdb.__version__}/*/httpfs.duckdb_extension")) + sorted(
-        base.glob(f"v{duckdb.__version__}/httpfs.duckdb_extension")
-    )
-    if not found:
-        shipped = ", ".join(p.name for p in base.iterdir()) if base.is_dir() else "none"
-        raise FactoryError(
-            f"duckdb-extension-httpfs has no extension for duckdb {duckdb.__version__} "
-            f"(it ships {shipped}): install the matching version."
-        )
-    return found[0]
+def export_duckdb(
+    warehouse: "Warehouse", destination: Path | str, *, progress: Progress | None = None
+) -> ExportReport:
+    """One DuckDB file with every table, the views over them and the lineage indexes.
 
-
-def load_httpfs(con: duckdb.DuckDBPyConnection) -> None:
-    """LOAD httpfs, installing it first from the wheel's file (extensions are not downloaded)."""
-    with contextlib.suppress(duckdb.Error):
-        con.execute("load httpfs")
-        return
-    path = httpfs_extension_path()
-    try:
-        con.execute(f"install {sql_string(str(path))}")
-        con.execute("load httpfs")
-    except duckdb.Error:
-        # The extension directory (~/.duckdb) may not be writable: load the file itself.
-        con.execute(f"load {sql_string(str(path))}")
-
-
-def configure_s3(con: duckdb.DuckDBPyConnection, endpoint_url: str | None = None) -> None:
-    """An S3 secret for httpfs from the standard AWS settings boto3 uses.
-
-    Credentials come from the boto3 credentials chain (environment, profile, instance
-    role); the endpoint from AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL (path-style URLs,
-    TLS when the endpoint is https).
+    Written beside the destination and renamed into place, from one snapshot of the lake.
     """
-    import boto3
-
-    session = boto3.session.Session()
-    credentials = session.get_credentials()
-    options = ["type s3", f"region {sql_string(session.region_name or 'us-east-1')}"]
-    if credentials is not None:
-        frozen = credentials.get_frozen_credentials()
-        options.append(f"key_id {sql_string(frozen.access_key)}")
-        options.append(f"secret {sql_string(frozen.secret_key)}")
-        if frozen.token:
-            options.append(f"session_token {sql_string(frozen.token)}")
-    endpoint = (
-        endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    )
-    if endpoint:
-        parts = urlsplit(endpoint)
-        if not parts.netloc:
-            raise BadInput(
-                f"S3 endpoint {endpoint!r} has no host; write it with its scheme, for "
-                "example http://127.0.0.1:8333."
-            )
-        options += [
-            "endpoint " + sql_string(parts.netloc),
-            "url_style 'path'",
-            f"use_ssl {'true' if parts.scheme == 'https' else 'false'}",
+    started = time.perf_counter()
+    notify = progress or (lambda phase, done, total: None)
+    target = Path(destination).expanduser().absolute()
+    if target.suffix != ".duckdb":
+        raise BadInput(f"{target} does not end in .duckdb: name the export file FILE.duckdb.")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.partial")
+    partial.unlink(missing_ok=True)
+    with warehouse.connect() as con:
+        lake = con.execute("select current_database()").fetchone()[0]
+        tables = [
+            name
+            for (name,) in con.execute(
+                "select table_name from duckdb_tables() where database_name = current_database() "
+                "order by table_name"
+            ).fetchall()
         ]
-    con.execute(f"create or replace temporary secret factory_s3 ({', '.join(options)})")
+        alias = f"export_{os.getpid()}_{id(con)}"
+        con.execute(f"attach {sql_string(str(partial))} as {alias}")
+        counts: dict[str, int] = {}
+        try:
+            con.execute("begin")  # every table from one snapshot
+            for done, table in enumerate(tables):
+                notify("export", done, len(tables) + 1)
+                con.execute(
+                    f"create table {alias}.main.{table} as select * from {lake}.main.{table}"
+                )
+                copied = con.execute(f"select count(*) from {alias}.main.{table}").fetchone()
+                counts[table] = copied[0]
+            con.execute("commit")
+            con.execute(f"use {alias}")
+            for statement in _EXPORT_INDEXES:
+                con.execute(statement)
+            for model in MODELS:
+                con.execute(f"create view {model.split('/')[1]} as\n{read_sql(model)}")
+            notify("export", len(tables) + 1, len(tables) + 1)
+        except BaseException:
+            with contextlib.suppress(duckdb.Error):
+                con.execute("rollback")
+            con.execute(f"use {lake}")
+            con.execute(f"detach {alias}")
+            partial.unlink(missing_ok=True)
+            raise
+        con.execute(f"use {lake}")
+        con.execute(f"detach {alias}")
+    os.replace(partial, target)
+    return ExportReport(target=str(target), tables=counts, seconds=time.perf_counter() - started)

@@ -10,11 +10,13 @@
   ``rejected_objects``, and tried again by the next ingest.
 
 Every loaded object's URI goes into ``ingested_objects``, so the next ingest fetches
-only new objects; rows go in with ``ON CONFLICT DO NOTHING``, so loading anything
-twice changes nothing. Objects are fetched and verified with no database connection
-open; each batch of rows is then written by a short-lived writer connection.
+only new objects; a row goes in only if its key (``schema.sql``) is not there yet,
+so loading anything twice changes nothing, even from two processes at once. Objects
+are fetched and verified outside any transaction; each batch of rows is then one
+transaction, done again from the start if another writer commits first.
 """
 
+import functools
 import json
 import tempfile
 import time
@@ -28,6 +30,7 @@ import duckdb
 from pydantic import BaseModel, Field
 
 from factory.errors import IntegrityError, ObjectNotFound
+from factory.floor import LatencyBudget, PriceCard
 from factory.lineage import LineageRecord, record_digest
 from storage.floor_events import (
     list_availability_keys,
@@ -39,7 +42,8 @@ from storage.lineage import RECORDS_PREFIX
 from storage.lineage_reader import LineageReader
 from storage.objectstore import ObjectStore
 from storage.trust import TrustAnchor
-from storage.warehouse.schema import LOADED_TABLES, columns, row_counts, sql_string
+from storage.warehouse import models
+from storage.warehouse.schema import LOADED_TABLES, columns, keys, sql_string
 
 if TYPE_CHECKING:
     from storage.warehouse.core import Warehouse
@@ -84,10 +88,10 @@ def ingest(
     notify("list", 0, 0)
     listed = _list(store)
     with warehouse.writer() as con:
-        known = {row[0] for row in con.execute("select uri from ingested_objects").fetchall()}
-        before = row_counts(con, LOADED_TABLES)
-        warehouse.refresh_models(con)
-        table_columns = {table: columns(con, table) for table in _Batch.TABLES}
+        # One transaction: on a lake each one loads the catalog's snapshot once.
+        known, table_columns = warehouse.transact(
+            con, functools.partial(_prepare, config=warehouse.config()), "ingest"
+        )
     todo = [
         (kind, key, store.uri(key))
         for kind, keys in listed.items()
@@ -96,6 +100,7 @@ def ingest(
     ]
     loaded = dict.fromkeys(listed, 0)
     rows = dict.fromkeys(LOADED_TABLES, 0)
+    added = dict.fromkeys(LOADED_TABLES, 0)
     rejected: list[Rejected] = []
     reader = (
         LineageReader.of(store, anchor) if any(kind == "lineage" for kind, _, _ in todo) else None
@@ -126,26 +131,43 @@ def ingest(
                     "ingested_objects",
                     {"uri": uri, "kind": kind, "rows": count, "ingested_at": _now()},
                 )
+            files = batch.write(Path(scratch))
             with warehouse.writer() as con:
-                con.execute("begin")
-                batch.load(con, Path(scratch), table_columns)
-                con.execute("commit")
+                load = functools.partial(_Batch.load, files=files, table_columns=table_columns)
+                inserted = warehouse.transact(con, load, "ingest")
+            for table in LOADED_TABLES:
+                added[table] += inserted.get(table, 0)
             done += len(chunk)
             notify("ingest", done, len(todo))
     with warehouse.writer() as con:
         # What verifies now (a key published late) is no longer rejected.
-        con.execute("delete from rejected_objects where uri in (select uri from ingested_objects)")
-        after = row_counts(con, LOADED_TABLES)
+        warehouse.transact(con, _forget_verified_rejections, "ingest")
     return IngestReport(
         store=store.url,
-        warehouse=str(warehouse.path),
+        warehouse=warehouse.name,
         listed={kind: len(keys) for kind, keys in listed.items()},
         loaded=loaded,
         rows=rows,
-        added={table: after[table] - before[table] for table in after},
+        added=added,
         rejected=rejected,
         seconds=time.perf_counter() - started,
     )
+
+
+def _prepare(
+    con: duckdb.DuckDBPyConnection, config: tuple[PriceCard, LatencyBudget]
+) -> tuple[set[str], dict[str, dict[str, str]]]:
+    """Views and config up to date; the objects loaded so far, and each table's columns."""
+    models.refresh(con, *config)
+    known = {row[0] for row in con.execute("select uri from ingested_objects").fetchall()}
+    return known, columns(con, _Batch.TABLES)
+
+
+def _forget_verified_rejections(con: duckdb.DuckDBPyConnection) -> None:
+    stale = "from rejected_objects where uri in (select uri from ingested_objects)"
+    # Only a real delete: an empty one would still be a write that other ingests race.
+    if con.execute(f"select count(*) {stale}").fetchone()[0]:
+        con.execute(f"delete {stale}")
 
 
 class _Batch:
@@ -159,13 +181,9 @@ class _Batch:
     def add(self, table: str, row: dict[str, Any]) -> None:
         self.rows[table].append(row)
 
-    def load(
-        self,
-        con: duckdb.DuckDBPyConnection,
-        directory: Path,
-        table_columns: dict[str, dict[str, str]],
-    ) -> None:
-        """Insert every table's rows through one JSON-lines file, typed by the schema."""
+    def write(self, directory: Path) -> dict[str, Path]:
+        """Each table's rows as one JSON-lines file: table → file."""
+        files = {}
         for table, rows in self.rows.items():
             if not rows:
                 continue
@@ -174,18 +192,39 @@ class _Batch:
                 for row in rows:
                     file.write(json.dumps(row, separators=(",", ":")))
                     file.write("\n")
+            files[table] = path
+        return files
+
+    @staticmethod
+    def load(
+        con: duckdb.DuckDBPyConnection,
+        files: dict[str, Path],
+        table_columns: dict[str, dict[str, str]],
+    ) -> dict[str, int]:
+        """Insert the rows whose key is new, typed by the schema; rows inserted per table.
+
+        Runs inside one transaction (redone from the start if it loses a commit race),
+        so the rows, the objects they came from and the turn row land together.
+        """
+        con.execute("insert into ingest_turn select 0 where not exists (from ingest_turn)")
+        con.execute("update ingest_turn set batches = batches + 1")
+        inserted = {}
+        for table, path in files.items():
             spec = ", ".join(f"{name}: '{kind}'" for name, kind in table_columns[table].items())
-            conflict = (
-                "on conflict (uri) do update set reason = excluded.reason, "
-                "seen_at = excluded.seen_at"
-                if table == "rejected_objects"
-                else "on conflict do nothing"
+            source = (
+                f"read_json({sql_string(str(path))}, format = 'newline_delimited', "
+                f"columns = {{{spec}}})"
             )
-            con.execute(
-                f"insert into {table} by name select * from read_json("
-                f"{sql_string(str(path))}, format = 'newline_delimited', "
-                f"columns = {{{spec}}}) {conflict}"
-            )
+            key = keys()[table]
+            if table == "rejected_objects":  # a new reason replaces the old one
+                con.execute(f"delete from {table} where uri in (select uri from {source})")
+            same = " and ".join(f"old.{column} = new.{column}" for column in key)
+            inserted[table] = con.execute(
+                f"insert into {table} by name select * from {source} as new "
+                f"where not exists (select 1 from {table} as old where {same}) "
+                f"qualify row_number() over (partition by {', '.join(key)}) = 1"
+            ).fetchone()[0]
+        return inserted
 
 
 def _list(store: ObjectStore) -> dict[str, list[str]]:

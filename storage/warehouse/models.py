@@ -2,8 +2,12 @@
 
 Each model is one ``.sql`` file under ``storage/sql`` (staging, then intermediate,
 then marts), a chain of named CTEs ending in ``select * from final``; the file
-``<layer>/<name>.sql`` becomes the view ``<name>``.
+``<layer>/<name>.sql`` becomes the view ``<name>``. The views live in the lake's
+catalog, so a reader that attaches the lake (read-only, from any DuckDB) has them.
 """
+
+import hashlib
+import json
 
 import duckdb
 
@@ -34,10 +38,24 @@ MARTS: tuple[str, ...] = tuple(m.split("/")[1] for m in MODELS if m.startswith("
 VIEWS: tuple[str, ...] = tuple(m.split("/")[1] for m in MODELS)
 
 
-def refresh(con: duckdb.DuckDBPyConnection, card: PriceCard, budget: LatencyBudget) -> None:
-    """Reload the config tables and recreate every view, in one transaction."""
-    con.execute("begin")
-    for table in ("price_card", "royalty_rate", "latency_budget"):
+def digest(card: PriceCard, budget: LatencyBudget) -> str:
+    """What the views and config tables are made of: every model's SQL and the config."""
+    parts = [read_sql(model) for model in MODELS]
+    parts.append(json.dumps([card.model_dump(), budget.model_dump()], sort_keys=True))
+    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
+
+
+def refresh(con: duckdb.DuckDBPyConnection, card: PriceCard, budget: LatencyBudget) -> bool:
+    """Reload the config tables and recreate every view, unless they are current.
+
+    Runs inside the caller's transaction; True when it wrote anything. Writing only
+    on a change keeps concurrent ingests from conflicting over identical views.
+    """
+    wanted = digest(card, budget)
+    current = con.execute("select digest from models_version").fetchall()
+    if current == [(wanted,)]:
+        return False
+    for table in ("price_card", "royalty_rate", "latency_budget", "models_version"):
         con.execute(f"delete from {table}")
     con.executemany(
         "insert into price_card values (?, ?, ?)",
@@ -53,4 +71,5 @@ def refresh(con: duckdb.DuckDBPyConnection, card: PriceCard, budget: LatencyBudg
     )
     for model in MODELS:
         con.execute(f"create or replace view {model.split('/')[1]} as\n{read_sql(model)}")
-    con.execute("commit")
+    con.execute("insert into models_version values (?, now())", [wanted])
+    return True

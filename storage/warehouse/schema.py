@@ -1,11 +1,13 @@
 """The warehouse's tables, defined once in ``storage/sql/schema.sql``.
 
 Writers run the DDL (every statement is ``create … if not exists``); what ingest
-needs to know about a table, its columns and their types, is read back from DuckDB's
-catalog rather than written down a second time.
+needs to know about a table, its columns and their types, is read back from the
+catalog rather than written down a second time, and its key from the ``-- key:``
+comment above it (DuckLake tables have no primary keys).
 """
 
 import functools
+import re
 from pathlib import Path
 
 import duckdb
@@ -33,6 +35,10 @@ LOADED_TABLES: tuple[str, ...] = (
 )
 BOOKKEEPING_TABLES: tuple[str, ...] = ("ingested_objects", "rejected_objects")
 
+_KEYED_TABLE = re.compile(
+    r"^-- key: ([\w, ]+?)(?: \(.*\))?\ncreate table if not exists (\w+)", re.M
+)
+
 
 @functools.cache
 def read_sql(name: str) -> str:
@@ -45,15 +51,28 @@ def create_tables(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(read_sql("schema"))
 
 
-def columns(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
-    """Column name → DuckDB type of one table, in table order, from the catalog."""
+@functools.cache
+def keys() -> dict[str, tuple[str, ...]]:
+    """Table → its key columns, from the ``-- key:`` comments of ``schema.sql``."""
+    return {
+        table: tuple(c.strip() for c in key.split(","))
+        for key, table in _KEYED_TABLE.findall(read_sql("schema"))
+    }
+
+
+def columns(con: duckdb.DuckDBPyConnection, tables: tuple[str, ...]) -> dict[str, dict[str, str]]:
+    """Table → column name → type, in table order, from the catalog (one query: each
+    catalog query on a lake costs a round trip to its catalog database)."""
     rows = con.execute(
-        "select column_name, data_type from duckdb_columns() "
+        "select table_name, column_name, data_type from duckdb_columns() "
         "where database_name = current_database() and schema_name = 'main' "
-        "and table_name = ? order by column_index",
-        [table],
+        "and list_contains(?, table_name) order by table_name, column_index",
+        [list(tables)],
     ).fetchall()
-    return dict(rows)
+    found: dict[str, dict[str, str]] = {table: {} for table in tables}
+    for table, column, kind in rows:
+        found[table][column] = kind
+    return found
 
 
 def row_counts(con: duckdb.DuckDBPyConnection, tables: tuple[str, ...]) -> dict[str, int]:

@@ -107,9 +107,11 @@ def summary(warehouse: Warehouse | Path | str) -> FloorSummary:
     """The floor's numbers over everything ingested so far."""
     wh = warehouse if isinstance(warehouse, Warehouse) else Warehouse(warehouse)
     with wh.connect() as con:
+        con.execute("begin")  # one snapshot for every number, and one catalog read
         (headline,) = _dicts(con, read_sql("summary/headline"))
         lists = {name: _dicts(con, read_sql(f"summary/{name}")) for name in LISTS}
-    return FloorSummary(warehouse=str(wh.path), **headline, **lists)
+        con.execute("commit")
+    return FloorSummary(warehouse=wh.name, **headline, **lists)
 
 
 def _dicts(con: duckdb.DuckDBPyConnection, sql: str) -> list[dict[str, Any]]:
