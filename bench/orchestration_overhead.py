@@ -25,7 +25,7 @@ from bench.common import emit, timed
 from cli.runner import local_run_settings
 from factory.orders import Order, load_order
 from factory.settings import Settings
-from media.pipelines import device_class
+from media.devices import device_class
 from tasks.chain import FINAL, SEGMENT_CHAIN, upstream_for
 from tasks.prepare import check_order, prepare
 from tasks.provenance import RunContext

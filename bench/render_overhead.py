@@ -20,7 +20,8 @@ from bench.common import emit, median, timed
 from factory.orders import Order, Segment
 from factory.registry import load_registry
 from factory.settings import Settings
-from media.pipelines import device_class, frames_for, get_pipeline
+from media.devices import device_class
+from media.pipelines import frames_for, get_pipeline
 from media.video import decode_frames
 from media.weights import resolve_model
 from storage.assets import get_asset

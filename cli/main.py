@@ -79,12 +79,10 @@ def _quiet_libraries(verbose: bool) -> None:
     # A fresh Prefect database on a loaded 2-core machine can take longer than the 20 s default.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     if not verbose:
-        # Our own bars replace the per-component loading bars of diffusers and transformers.
-        import diffusers.utils.logging
-        import transformers.utils.logging
-
-        diffusers.utils.logging.disable_progress_bar()
-        transformers.utils.logging.disable_progress_bar()
+        # Our own bars replace the per-component loading bars of diffusers and transformers
+        # (the pipeline loader makes diffusers follow this switch; importing either library
+        # here would cost a cached run seconds).
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
 @app.command()
@@ -113,12 +111,22 @@ def run(
             "--no-ingest", help="Do not load this run into the floor warehouse at the end"
         ),
     ] = False,
+    ephemeral: Annotated[
+        bool,
+        typer.Option(
+            "--ephemeral",
+            help="Use a throwaway Prefect API inside this run instead of the factory's local "
+            "server (also FACTORY_LOCAL_SERVER=false)",
+        ),
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs")] = False,
 ) -> None:
     """Produce an order end to end through the Prefect flow and print the deliverable.
 
     Stage outputs identical to earlier ones (same recipe: model, parameters, inputs) are
-    reused from the store's segment cache unless --no-cache or --refresh is given.
+    reused from the store's segment cache unless --no-cache or --refresh is given. The flow
+    runs on PREFECT_API_URL when set, else on the factory's local Prefect server, started on
+    first use and reused by later runs (`factory server --help`).
     """
     if no_cache and refresh:
         raise BadInput("--no-cache and --refresh exclude each other: pick one")
@@ -126,7 +134,7 @@ def run(
 
     order = load_order(order_file)
     _quiet_libraries(verbose)
-    from media.pipelines import default_task_workers, device_class
+    from media.devices import default_task_workers, device_class
     from tasks.prepare import check_order
     from tasks.resources import load_models, open_resources
 
@@ -148,7 +156,15 @@ def run(
             f"created the factory's signing keys in {settings.keys_dir} "
             "(public keys published to the store; see `factory keys --help`)"
         )
+    from cli.local_server import server_for_run
     from cli.runner import run_with_progress
+
+    server, started = server_for_run(settings, ephemeral)
+    if started:
+        console.print(
+            f"started the factory's Prefect server: UI {server.ui_url} "
+            "(reused by later runs; `factory server stop` stops it)"
+        )
 
     mode = "off" if no_cache else "refresh" if refresh else "use"
     delivery = run_with_progress(
@@ -160,6 +176,7 @@ def run(
         workers=settings.task_workers or default_task_workers(),
         timeouts=settings.store_timeouts,
         console=console,
+        api_url=server.api_url if server else None,
         show=not as_json,
         verbose=verbose,
     )
@@ -418,12 +435,14 @@ def _register_subcommands() -> None:
     from cli.keys import keys_app
     from cli.qc import qc
     from cli.runs import runs_app, submit
+    from cli.server import server_app
 
     app.add_typer(assets_app, name="assets")
     app.add_typer(cache_app, name="cache")
     app.add_typer(floor_app, name="floor", help="The factory floor: ingest, report, export")
     app.add_typer(keys_app, name="keys", help="Create, rotate and list the factory's signing keys")
     app.add_typer(runs_app, name="runs")
+    app.add_typer(server_app, name="server")
     app.command()(submit)
     app.command()(qc)
 

@@ -12,13 +12,15 @@ from factory.stages import SEGMENT_STAGES
 from tasks import progress
 
 
-def local_run_settings() -> AbstractContextManager:
-    """Prefect settings for a flow run in this process against the ephemeral API.
+def local_run_settings(api_url: str | None = None) -> AbstractContextManager:
+    """Prefect settings for a flow run in this process: on ``api_url`` (the factory's local
+    server) when given, else on PREFECT_API_URL or the ephemeral API.
 
-    The flow-run heartbeat lets a server mark runs whose worker died; the ephemeral
-    API lives and dies with this process, so nobody could act on it, while joining
-    its thread costs every sync run about 0.3 s (a third of a fully cached run).
-    Runs against a real server (PREFECT_API_URL) keep it.
+    The flow-run heartbeat lets a server mark runs whose worker died; joining its thread
+    costs every sync run about 0.3 s (a third of a fully cached run). The ephemeral API
+    dies with this process, and on the local server a run whose process died is marked
+    Crashed by the next run (flows.crashed_runs), so neither needs it. Runs against a
+    configured PREFECT_API_URL keep it: workers and other hosts may be watching.
     """
     from prefect.settings import (
         PREFECT_API_URL,
@@ -26,6 +28,10 @@ def local_run_settings() -> AbstractContextManager:
         temporary_settings,
     )
 
+    if api_url is not None:
+        return temporary_settings(
+            {PREFECT_API_URL: api_url, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
+        )
     if PREFECT_API_URL.value():
         return nullcontext()
     return temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
@@ -65,12 +71,14 @@ def run_with_progress(
     workers: int,
     timeouts: StoreTimeouts,
     console: Console,
+    api_url: str | None = None,
     show: bool = True,
     verbose: bool = False,
 ):
     """Produce ``order`` and return its Delivery; bars per stage and per segment when ``show``.
 
-    ``workers`` sizes the flow's task pool (stage tasks that run at once); without
+    ``workers`` sizes the flow's task pool (stage tasks that run at once); ``api_url`` is
+    the Prefect API to run on (None: PREFECT_API_URL or the ephemeral API); without
     ``verbose`` the terminal shows no Prefect tracebacks (the caller prints the error).
     """
     from flows.crashed_runs import mark_dead_runs_crashed
@@ -81,7 +89,7 @@ def run_with_progress(
 
     parameters = {"store": store, "cache": cache, "floor": floor, "registry": registry}
     if not show:
-        with local_run_settings():
+        with local_run_settings(api_url):
             mark_dead_runs_crashed()
             return for_store(store, workers, timeouts)(order, **parameters)
     count = len(order.segments)
@@ -119,7 +127,7 @@ def run_with_progress(
         )
 
     console.print(f"order [bold]{order.id}[/]: {count} segments, {order.duration_s:.1f} s of video")
-    with local_run_settings():
+    with local_run_settings(api_url):
         for run_id in mark_dead_runs_crashed():
             console.print(f"marked flow run {run_id} Crashed: its process is gone")
         flow = for_store(store, workers, timeouts)

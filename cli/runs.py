@@ -1,15 +1,18 @@
 """`factory runs list|show` and `factory submit`: the operator's view of `produce` flow runs.
 
-Runs are read from the Prefect API (``PREFECT_API_URL``, else Prefect's ephemeral local API);
+Runs are read from the Prefect API (``PREFECT_API_URL``, else the factory's local server
+when it runs, else Prefect's ephemeral local API);
 a completed run's `Delivery` is read from its persisted result in the factory's store, and
 its `delivery-<order id>` artifact from the API. Prefect is imported inside the commands, so
 `factory --help` stays fast.
 """
 
+import functools
 import os
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ParamSpec, TypeVar
 from uuid import UUID
 
 import typer
@@ -23,6 +26,9 @@ from factory.errors import BadInput, FactoryError
 runs_app = typer.Typer(no_args_is_help=True, help="Recent `produce` flow runs: list and show")
 out = Console()
 console = Console(stderr=True)
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 FLOW = "produce"
 DASH = "-"
@@ -44,6 +50,21 @@ def _prefect_env() -> None:
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+
+
+def _on_local_server(command: Callable[P, R]) -> Callable[P, R]:
+    """Run ``command`` against the factory's local server when that is the API to use."""
+
+    @functools.wraps(command)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        _prefect_env()
+        from cli.local_server import api_settings
+        from factory.settings import Settings
+
+        with api_settings(Settings()):
+            return command(*args, **kwargs)
+
+    return run
 
 
 def _api() -> str:
@@ -106,6 +127,7 @@ def _summary(run) -> dict:
 
 
 @runs_app.command("list")
+@_on_local_server
 def list_runs(
     limit: Annotated[int, typer.Option("--limit", min=1, help="How many runs, newest first")] = 20,
     state: Annotated[
@@ -265,6 +287,7 @@ def print_details(details: dict) -> None:
 
 
 @runs_app.command()
+@_on_local_server
 def show(
     run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="The flow run's id")],
     as_json: JsonOption = False,
@@ -294,6 +317,7 @@ def _deployment_names(client) -> list[str]:
     return sorted(f"{flows.get(d.flow_id, '?')}/{d.name}" for d in client.read_deployments())
 
 
+@_on_local_server
 def submit(
     order_file: Annotated[
         Path, typer.Argument(metavar="ORDER", help="Order file (.yaml, .yml or .json)")

@@ -10,7 +10,7 @@ with CUDA. Results are persisted in the worker's default store (``FACTORY_STORE`
 from factory.settings import Settings
 from flows.maintenance import cache_gc, floor_report
 from flows.produce import for_store
-from media.pipelines import default_task_workers
+from media.devices import default_task_workers
 
 _settings = Settings()
 produce = for_store(

@@ -66,6 +66,17 @@ class Settings(BaseSettings):
         description="The quality gate's thresholds (TOML, versioned); default the built-in "
         "quality/thresholds.toml",
     )
+    local_server: bool = Field(
+        default=True,
+        description="`factory run` talks to the factory's own long-lived Prefect server "
+        "(started on first use); false: a throwaway API inside each run, as CI may want",
+    )
+    server_start_timeout_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="Seconds to wait for the local Prefect server to answer after starting it "
+        "(a fresh database on a loaded 2-core machine takes 20 s or more)",
+    )
     warehouse_catalog: str | None = Field(
         default=None,
         description="The floor warehouse's DuckLake catalog: a SQLite file (sqlite:PATH) or "
@@ -91,6 +102,11 @@ class Settings(BaseSettings):
     def qc_docs_dir(self) -> Path:
         """Great Expectations Data Docs of each judged run, one folder per flow run."""
         return self.home / "qc-docs"
+
+    @property
+    def server_dir(self) -> Path:
+        """The local Prefect server's state, log and SQLite database."""
+        return self.home / "server"
 
     @property
     def warehouse(self) -> tuple[str, str]:

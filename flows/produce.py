@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from prefect import Flow, flow
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.utilities.annotations import quote
 
 from factory.assets import Delivery
 from factory.errors import QualityRejected
@@ -13,7 +14,7 @@ from factory.orders import Order
 from factory.settings import Settings, StoreTimeouts
 from flows.crashed_runs import claim_run
 from flows.takes import run_takes
-from media.pipelines import device_class
+from media.devices import device_class
 from storage.cache import CacheMode
 from storage.inputs import InputSource
 from storage.open import open_store
@@ -70,18 +71,23 @@ def produce(
     context = RunContext(order_id=order.id, flow_run_id=str(flow_run.id))
     flow_started(resources, context)
     production = prepare(order, resources, checked, context)
-    reused = (
-        reuse_task(order, resources, production, context)
-        if cache == "use"
-        else Reused.nothing(len(order.segments))
-    )
-    takes = run_takes(resources, order, production, context, cache, reused)
+    # Quoted, Prefect passes these through as they are; otherwise it walks every field of
+    # each (the order's every segment, the registry, the settings) looking for futures, for
+    # every task run: 60 to 140 ms a task at 120 segments (bench/RESULTS.md). None holds one.
+    shared = {
+        "resources": quote(resources),
+        "order": quote(order),
+        "production": quote(production),
+        "context": quote(context),
+    }
+    reused = reuse_task(**shared) if cache == "use" else Reused.nothing(len(order.segments))
+    takes = run_takes(shared, order, cache, reused)
     if takes.exhausted:
         close_floor_books(resources, context, started, ingest=floor)
         raise QualityRejected(takes.report(order))
     accepted = takes.accepted_in_order()
     assembled = reused.final or STAGE_TASKS[FINAL.name](
-        resources, order, production, context, cache, None, accepted
+        **shared, cache=cache, index=None, upstream=accepted
     )
     close_floor_books(resources, context, started, ingest=floor)
     if assembled.verdict is not None and not assembled.verdict.passed:

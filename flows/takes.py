@@ -2,15 +2,14 @@
 segment; the gate's rejections are taken again with the next seed or model.
 """
 
+from typing import Any
+
 from prefect.futures import PrefectFuture
 
 from factory.assets import RunRecord, StageResult
 from factory.orders import Order
 from storage.cache import CacheMode
 from tasks.chain import SEGMENT_CHAIN, upstream_for
-from tasks.prepare import Production
-from tasks.provenance import RunContext
-from tasks.resources import Resources
 from tasks.reuse import Reused
 from tasks.stage_tasks import STAGE_TASKS
 
@@ -47,19 +46,13 @@ class Takes:
         return "\n".join(lines)
 
 
-def run_takes(
-    resources: Resources,
-    order: Order,
-    production: Production,
-    context: RunContext,
-    cache: CacheMode,
-    reused: Reused,
-) -> Takes:
+def run_takes(shared: dict[str, Any], order: Order, cache: CacheMode, reused: Reused) -> Takes:
     """Take every segment through the chain until its gate accepts it or its takes run out.
 
     Each round submits one take of every segment still open (stage tasks run only for
     what the reuse pass did not find), then waits for the gates: a rejected segment is
-    taken again with its next seed or model (``Segment.take``).
+    taken again with its next seed or model (``Segment.take``). ``shared`` holds the
+    resources, order, production and context every stage task takes, quoted.
     """
     takes = Takes()
     attempt = {index: found.attempt for index, found in enumerate(reused.segments)}
@@ -73,14 +66,11 @@ def run_takes(
             for spec in SEGMENT_CHAIN[len(outputs) :]:
                 outputs.append(
                     STAGE_TASKS[spec.name].submit(
-                        resources,
-                        order,
-                        production,
-                        context,
-                        cache,
-                        index,
-                        upstream_for(spec, outputs),
-                        attempt[index],
+                        **shared,
+                        cache=cache,
+                        index=index,
+                        upstream=upstream_for(spec, outputs),
+                        attempt=attempt[index],
                     )
                 )
             chains[index] = outputs

@@ -10,6 +10,7 @@ import threading
 from typing import NamedTuple
 
 import diffusers
+import huggingface_hub
 import numpy as np
 import torch
 
@@ -43,24 +44,6 @@ _cache: dict[tuple[str, str, str], LoadedPipeline] = {}
 _cache_lock = threading.Lock()
 
 
-def device_class() -> str:
-    """Name the hardware renders run on: "cpu", or the CUDA device's name."""
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name()
-    return "cpu"
-
-
-def default_task_workers() -> int:
-    """How many stage tasks to run at once on this host.
-
-    On a CPU-only host the render's intra-op threads already use every core, and
-    composite or encode threads beside them stall its spin-waiting workers: the
-    one-minute demo took 31 s with 3 workers and 25 s with 1 on 2 cores. With a
-    GPU, CPU stages overlap the next render for free.
-    """
-    return 4 if torch.cuda.is_available() else 1
-
-
 def _default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -92,6 +75,10 @@ def load_pipeline(
             f"no diffusers pipeline at {path} (looked for {path / 'model_index.json'}); "
             f"to use a model, {_REGISTER_HINT}"
         )
+    # diffusers has no switch of its own for its component-loading bar: it follows the
+    # Hugging Face one (HF_HUB_DISABLE_PROGRESS_BARS), as transformers does.
+    if huggingface_hub.utils.are_progress_bars_disabled():
+        diffusers.utils.logging.disable_progress_bar()
     try:
         pipe = cls.from_pretrained(path, local_files_only=True, dtype=_dtype_for(device))
     except OSError as exc:

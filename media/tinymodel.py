@@ -7,15 +7,20 @@ noise-like but deterministic, and rendering with it runs every real code path (t
 encoder, denoiser, scheduler, VAE decode) through the same loader as a real checkpoint.
 """
 
+from __future__ import annotations
+
 import os
 import pathlib
 import shutil
 import string
 import tempfile
+from typing import TYPE_CHECKING
 
-import diffusers
-import torch
-import transformers
+# torch, diffusers and transformers are imported where a model is built: finding one
+# already built (every run but the first) must not pay their seconds of import.
+if TYPE_CHECKING:
+    import diffusers
+    import transformers
 
 # Names the recipe below. Change it whenever a config or seed changes, so a model directory
 # built by an older recipe is never mistaken for the current one.
@@ -94,6 +99,8 @@ BUILTIN_RECIPES: dict[str, dict[str, object]] = {
 
 
 def _build_tokenizer() -> transformers.T5Tokenizer:
+    import transformers
+
     # A Unigram vocabulary of single characters tokenizes any ASCII prompt without a
     # sentencepiece model file; T5's special tokens must come first (pad=0, eos=1, unk=2).
     vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -2.0)]
@@ -110,6 +117,8 @@ def _shape_vae_weights(vae: diffusers.AutoencoderKLWan) -> None:
     identical temporal taps and identical halves of each temporal upsampler make the decoder a
     temporal low-pass, so frames from one latent video change smoothly.
     """
+    import torch
+
     with torch.no_grad():
         for name, param in vae.named_parameters():
             if name.endswith("bias"):
@@ -125,6 +134,10 @@ def _shape_vae_weights(vae: diffusers.AutoencoderKLWan) -> None:
 
 def build_tiny_pipeline(version: str = TINY_MODEL_VERSION) -> diffusers.WanPipeline:
     """Build a built-in tiny Wan pipeline in memory; the same weights on every call and machine."""
+    import diffusers
+    import torch
+    import transformers
+
     recipe = BUILTIN_RECIPES[version]
     seeds: dict[str, int] = recipe["seeds"]  # type: ignore[assignment]
     transformer_config = {**TRANSFORMER_CONFIG, **recipe["transformer"]}  # type: ignore[dict-item]

@@ -8,7 +8,6 @@ from factory.errors import BadInput, shorten
 from factory.settings import StoreTimeouts
 from storage.local import LocalStore
 from storage.objectstore import ObjectStore
-from storage.s3 import S3Store
 
 _EXAMPLE = "s3://my-bucket or s3://my-bucket/some/prefix"
 # S3's bucket naming rules, checked here so a typo fails before any network call.
@@ -43,7 +42,7 @@ def open_store(spec: str | Path, timeouts: StoreTimeouts | None = None) -> Objec
     return LocalStore(Path(spec).expanduser())
 
 
-def _open_s3(spec: str, timeouts: StoreTimeouts | None) -> S3Store:
+def _open_s3(spec: str, timeouts: StoreTimeouts | None) -> ObjectStore:
     parts = urlsplit(spec)
     if not parts.netloc:
         raise BadInput(f"The store URL {spec!r} names no bucket; write it as {_EXAMPLE}.")
@@ -55,6 +54,9 @@ def _open_s3(spec: str, timeouts: StoreTimeouts | None) -> S3Store:
     if parts.query or parts.fragment:
         raise BadInput(f"The store URL {spec!r} may not carry '?' or '#'; write it as {_EXAMPLE}.")
     timeouts = timeouts or StoreTimeouts()
+    # boto3 takes a fifth of a second to import: only S3 stores pay it.
+    from storage.s3 import S3Store
+
     return S3Store(
         parts.netloc,
         parts.path.strip("/"),

@@ -10,7 +10,6 @@ from collections.abc import Mapping
 
 from factory.assets import MEDIA_MP4, Recorded
 from factory.orders import Order
-from media.video import concat_mp4
 from quality.targets import DeliverableTarget, deliverable_target
 from quality.thresholds import Thresholds
 from tasks.judging import judging
@@ -51,6 +50,9 @@ def plan_assemble(
 
 def compute_assemble(job: Job, inputs: Mapping[str, bytes], device: DeviceTimer) -> Output:
     """The segments joined, and the deliverable suite's verdict on the result."""
+    # PyAV and numpy load only when a stage computes: a cached run needs neither.
+    from media.video import concat_mp4
+
     recipe = job.recipe
     parts = [inputs[item.label] for item in job.inputs]
     with device():

@@ -5,8 +5,6 @@ from collections.abc import Mapping
 from factory.assets import MEDIA_LOSSLESS_YUV420_MP4, Recorded
 from factory.orders import CompositeSpec, Order
 from media.captions import caption_font
-from media.compositing import Compositor
-from media.video import decode_frames, encode_lossless_yuv420, rgb_to_yuv420
 from tasks.prepare import Production
 from tasks.stage import DeviceTimer, Input, Job, StageSpec
 
@@ -66,6 +64,11 @@ def compute_composite(job: Job, inputs: Mapping[str, bytes], device: DeviceTimer
 
     yuv420p is half the bytes of RGB, and the encode then converts nothing.
     """
+    # Compositing scales with torch: imported only when a composite is computed, so a
+    # run served from the cache never imports it.
+    from media.compositing import Compositor
+    from media.video import decode_frames, encode_lossless_yuv420, rgb_to_yuv420
+
     recipe = job.recipe
     compositor = Compositor(
         CompositeSpec.model_validate({name: recipe[name] for name in _SPEC_FIELDS}),

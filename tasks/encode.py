@@ -4,7 +4,6 @@ from collections.abc import Mapping
 
 from factory.assets import MEDIA_MP4, Recorded
 from factory.orders import Order
-from media.video import decode_yuv420, encode_h264_yuv420
 from tasks.prepare import Production
 from tasks.stage import DeviceTimer, Input, Job, StageSpec
 
@@ -41,6 +40,9 @@ def plan_encode(
 
 
 def compute_encode(job: Job, inputs: Mapping[str, bytes], device: DeviceTimer) -> bytes:
+    # PyAV and numpy load only when a stage computes: a cached run needs neither.
+    from media.video import decode_yuv420, encode_h264_yuv420
+
     recipe = job.recipe
     planes = decode_yuv420(inputs["composite"])
     with device():

@@ -4,8 +4,6 @@ from collections.abc import Mapping
 
 from factory.assets import MEDIA_LOSSLESS_RGB_MP4, Recorded
 from factory.orders import Order
-from media.pipelines import get_pipeline, render_video
-from media.video import encode_lossless
 from tasks.prepare import Production
 from tasks.stage import DeviceTimer, Job, Output, StageSpec
 
@@ -50,6 +48,11 @@ def plan_render(
 def compute_render(job: Job, inputs: Mapping[str, bytes], device: DeviceTimer) -> Output:
     """The segment at the model's native size, as a lossless RGB MP4, and the share of
     non-finite values the model returned (the gate reads it)."""
+    # Imported here, not at the top: torch and diffusers take seconds to import, and a
+    # run whose renders all come from the cache never needs them.
+    from media.pipelines import get_pipeline, render_video
+    from media.video import encode_lossless
+
     assert job.model is not None
     recipe = job.recipe
     handle = get_pipeline(job.model.path, str(recipe["pipeline_class"]))

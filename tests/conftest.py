@@ -6,6 +6,10 @@ import pytest
 
 # Prefect reads its settings when first imported; no telemetry from tests.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# `factory run` in a test (and the processes tests start) uses the session's Prefect
+# harness or its own ephemeral API, never a long-lived server left behind in a
+# FACTORY_HOME; tests/test_local_server.py turns it on where it is the subject.
+os.environ.setdefault("FACTORY_LOCAL_SERVER", "false")
 
 from tests.s3server import ACCESS_KEY, SECRET_KEY, SeaweedFS, running_seaweedfs
 
