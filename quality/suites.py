@@ -110,7 +110,10 @@ class Suites:
     def __init__(self, thresholds: Thresholds) -> None:
         self.thresholds = thresholds
         # GX logs its set-up at INFO (a docs-site temp path per context): not the factory's news.
-        logging.getLogger("great_expectations").setLevel(logging.WARNING)
+        # GX gives some of its own loggers a level of their own, so each one is set.
+        for name in [*logging.root.manager.loggerDict, "great_expectations"]:
+            if name.startswith("great_expectations"):
+                logging.getLogger(name).setLevel(logging.WARNING)
         self.context = gx.get_context(mode="ephemeral")
         self.context.variables.progress_bars = {"globally": False}
         source = self.context.data_sources.add_pandas("quality")
