@@ -26,6 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from cli.common import JsonOption
 from factory.errors import BadInput, FactoryError
 from factory.settings import Settings
 
@@ -121,6 +122,7 @@ def ingest(
             help="Latency budget TOML. Default: factory/latency_budget.toml.", show_default=False
         ),
     ] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Load new floor events, availability and verified lineage records into the warehouse.
 
@@ -149,6 +151,12 @@ def ingest(
     source = open_store(store or settings.store_spec, settings.store_timeouts)
     # Records count only when a key the factory root certified signed them.
     anchor = resolve_anchor(settings.trust, settings.keys_dir)
+    if as_json:
+        report = target.ingest(source, anchor)
+        out.print_json(report.model_dump_json())
+        if report.rejected:
+            raise typer.Exit(1)
+        return
     with _progress("ingesting objects") as update:
         report = target.ingest(source, anchor, progress=update)
     table = Table.grid(padding=(0, 2))
@@ -189,20 +197,28 @@ def report(
             show_default=False,
         ),
     ] = None,
+    as_json: JsonOption = False,
 ) -> None:
-    """Summarise the floor in the terminal and write an HTML report with charts."""
+    """Summarise the floor in the terminal and write an HTML report with charts.
+
+    With --json the summary (every headline number and table) goes to stdout as JSON,
+    with the HTML report's path under "html"."""
     from cli.report import print_summary, render_html
     from quality.data_docs import latest_data_docs
     from storage.warehouse import summary
 
     source = open_warehouse(warehouse)
     s = summary(source)
-    print_summary(s, out)
+    if not as_json:
+        print_summary(s, out)
     beside = source.location.sqlite_path
     target = html_path or (beside.parent if beside else Path()) / "floor.html"
     target.parent.mkdir(parents=True, exist_ok=True)
     docs = latest_data_docs(Settings().qc_docs_dir)
     target.write_text(render_html(s, docs), encoding="utf-8")
+    if as_json:
+        out.print_json(data={**s.model_dump(mode="json", by_alias=True), "html": str(target)})
+        return
     out.print(f"HTML report: {target}", soft_wrap=True, highlight=False)
 
 

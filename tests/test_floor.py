@@ -43,6 +43,7 @@ run fc), a new delivery. Events 23-29 and 30-36, below.
 
 import hashlib
 import itertools
+import json
 import os
 import re
 import tomllib
@@ -1072,6 +1073,17 @@ def test_cli_ingest_report_export(tmp_path, monkeypatch):
     assert "cost per delivered minute" in report.output
     html = (tmp_path / "home" / "floor" / "floor.html").read_text()
     assert html.count("<svg") >= 4 and "0.0957" in html and "<script" not in html
+    # The same for scripts: every number as JSON, the report's path beside them.
+    as_json = runner.invoke(floor_app, ["report", "--json"])
+    assert as_json.exit_code == 0, as_json.output
+    data = json.loads(as_json.stdout)
+    assert data["html"] == str(tmp_path / "home" / "floor" / "floor.html")
+    assert data["cost_per_delivered_minute"] == pytest.approx(0.0957, abs=5e-5)
+    assert {"yield", "daily", "yield_by_model", "latency"} <= data.keys()
+    again = runner.invoke(floor_app, ["ingest", "--store", str(tmp_path / "store"), "--json"])
+    assert again.exit_code == 1  # the forged record is still refused
+    loaded = json.loads(again.stdout)
+    assert set(loaded["loaded"].values()) == {0} and len(loaded["rejected"]) == 1
     export = runner.invoke(
         floor_app, ["export", "--to", str(tmp_path / "pq"), "--duckdb", str(tmp_path / "f.duckdb")]
     )
