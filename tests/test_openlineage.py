@@ -351,7 +351,7 @@ def test_a_failing_stage_and_its_flow_send_fail(flow_env, tmp_path, monkeypatch)
     def broken(*args, **kwargs):
         raise RuntimeError("the render device fell over")
 
-    monkeypatch.setattr("tasks.render.render_video", broken)
+    monkeypatch.setattr("media.pipelines.render_video", broken)
     state = produce(
         load_order(EXAMPLES / "tiny.yaml"), str(tmp_path / "store"), floor=False, return_state=True
     )
