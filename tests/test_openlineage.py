@@ -272,7 +272,7 @@ def test_every_flow_and_stage_run_starts_and_completes(produced):
         assert {e["job"]["namespace"] for e in run} == {DEFAULT_NAMESPACE}
     jobs = sorted(run[0]["job"]["name"] for run in runs.values())
     assert jobs == ["produce", "produce.assemble"] + [
-        f"produce.{stage}" for stage in ("composite", "encode", "render") for _ in range(2)
+        f"produce.{stage}" for stage in ("composite", "encode", "gate", "render") for _ in range(2)
     ]
     # The flow run is the Prefect flow run; each stage run is its Prefect task run, under it.
     flow = runs[delivery.flow_run_id]
