@@ -20,7 +20,7 @@ from bench.common import emit, median, timed
 from factory.orders import load_order
 from factory.registry import load_registry
 from media.compositing import Compositor
-from media.pipelines import get_pipeline, render_frames
+from media.pipelines import get_pipeline, render_video
 from media.video import encode_h264, probe
 from media.weights import resolve_model
 
@@ -35,7 +35,7 @@ def demo_frames(segments: int) -> tuple[np.ndarray, int, int, str]:
     logo = Path(order.composite.logo).read_bytes()
     parts = []
     for index, segment in enumerate(order.segments[:segments]):
-        frames = render_frames(
+        frames = render_video(
             handle.pipe,
             prompt=segment.prompt,
             negative_prompt=segment.negative_prompt,
@@ -45,7 +45,7 @@ def demo_frames(segments: int) -> tuple[np.ndarray, int, int, str]:
             height=model.entry.render_height,
             steps=model.entry.default_steps,
             guidance=segment.guidance,
-        )
+        ).frames
         compositor = Compositor(
             order.composite, segment.width, segment.height, order.caption_for(index), None, logo
         )

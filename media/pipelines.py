@@ -126,32 +126,6 @@ class RenderedVideo(NamedTuple):
     nonfinite_share: float
 
 
-def render_frames(
-    pipe: diffusers.DiffusionPipeline,
-    *,
-    prompt: str,
-    negative_prompt: str,
-    seed: int,
-    num_frames: int,
-    width: int,
-    height: int,
-    steps: int,
-    guidance: float,
-) -> np.ndarray:
-    """Render one video and return exactly ``num_frames`` RGB frames, uint8 (frames, h, w, 3)."""
-    return render_video(
-        pipe,
-        prompt=prompt,
-        negative_prompt=negative_prompt,
-        seed=seed,
-        num_frames=num_frames,
-        width=width,
-        height=height,
-        steps=steps,
-        guidance=guidance,
-    ).frames
-
-
 def render_video(
     pipe: diffusers.DiffusionPipeline,
     *,

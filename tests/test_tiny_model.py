@@ -12,7 +12,7 @@ import torch
 
 from factory.errors import ModelNotFound
 from media import tinymodel
-from media.pipelines import frames_for, get_pipeline, load_pipeline, render_frames
+from media.pipelines import frames_for, get_pipeline, load_pipeline, render_video
 from media.tinymodel import (
     TINY_DEFAULT_STEPS,
     TINY_MODEL_VERSION,
@@ -63,7 +63,7 @@ def pinned_threads() -> Iterator[None]:
 
 
 def _render(pipe: diffusers.DiffusionPipeline, seed: int, num_frames: int = 13) -> np.ndarray:
-    return render_frames(pipe, seed=seed, num_frames=num_frames, **RENDER)
+    return render_video(pipe, seed=seed, num_frames=num_frames, **RENDER).frames
 
 
 def test_loads_offline_in_a_fresh_process_and_renders_the_same_bits(
@@ -75,10 +75,10 @@ def test_loads_offline_in_a_fresh_process_and_renders_the_same_bits(
     out = tmp_path / "frames.npy"
     script = (
         "import sys, numpy, torch\n"
-        "from media.pipelines import load_pipeline, render_frames\n"
+        "from media.pipelines import load_pipeline, render_video\n"
         f"torch.set_num_threads({THREADS})\n"
         "pipe = load_pipeline(sys.argv[1])\n"
-        f"numpy.save(sys.argv[2], render_frames(pipe, seed=7, num_frames=5, **{RENDER!r}))\n"
+        f"numpy.save(sys.argv[2], render_video(pipe, seed=7, num_frames=5, **{RENDER!r}).frames)\n"
     )
     # An empty HF_HOME proves nothing came from a hub cache either.
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf-home")}
