@@ -21,6 +21,7 @@ from storage.trust import TrustAnchor
 from storage.warehouse import export as exporting
 from storage.warehouse import ingest as ingesting
 from storage.warehouse import lineage, maintenance, models
+from storage.warehouse.lineage_index import LineageIndex
 from storage.warehouse.lake import (
     LAKES,
     WarehouseBusy,
@@ -65,6 +66,17 @@ class Warehouse:
 
     def exists(self) -> bool:
         return self.location.exists()
+
+    @property
+    def lineage_index(self) -> LineageIndex | None:
+        """The SQLite lineage index beside a SQLite catalog (None for PostgreSQL)."""
+        path = self.location.sqlite_path
+        return None if path is None else LineageIndex.beside(path, self.patience)
+
+    def _index(self, con: duckdb.DuckDBPyConnection | None) -> LineageIndex | None:
+        """The index to answer from: when the caller brings no connection and there is one."""
+        index = self.lineage_index
+        return index if con is None and index is not None and index.exists() else None
 
     # -- connections -------------------------------------------------------------------
 
@@ -158,6 +170,19 @@ class Warehouse:
         with self.writer() as con:
             return self.transact(con, lambda c: models.refresh(c, card, budget), "models")
 
+    def catch_up_lineage_index(self) -> int:
+        """Copy into the lineage index the records the lake has and it lacks (every ingest
+        does this first; a lake loaded some other way needs it); how many."""
+        index = self.lineage_index
+        if index is None:
+            return 0
+        with self.connect() as con:
+            con.execute("begin")  # the count and the copy from one snapshot
+            count = con.execute("select count(*) from raw_lineage").fetchone()[0]
+            copied = index.catch_up(con, count)
+            con.execute("commit")
+        return copied
+
     def compact(self, keep_snapshots_days: float = 7.0) -> dict[str, int]:
         """Merge the small Parquet files ingests leave (and rows kept inline in the catalog)
         into bigger ones, expire snapshots older than ``keep_snapshots_days`` (time travel
@@ -183,14 +208,25 @@ class Warehouse:
     def lookup(
         self, digest: str, con: duckdb.DuckDBPyConnection | None = None
     ) -> dict[str, Any] | None:
-        """The verified lineage row of one asset, or None."""
+        """The verified lineage row of one asset, or None.
+
+        Without ``con``: from the lineage index where there is one (it holds what the
+        lake held when each ingest batch committed), else from the lake.
+        """
+        index = self._index(con)
+        if index is not None:
+            return index.lookup(digest)
         with self._reading(con) as c:
             return lineage.lookup(c, digest)
 
     def ancestry_edges(
         self, digest: str, con: duckdb.DuckDBPyConnection | None = None, max_depth: int = 64
     ) -> list[tuple[str, int, str, int]]:
-        """(asset, position, parent, depth) for every edge above ``digest``."""
+        """(asset, position, parent, depth) for every edge above ``digest``; without
+        ``con``, from the lineage index where there is one."""
+        index = self._index(con)
+        if index is not None:
+            return index.ancestry_edges(digest, max_depth=max_depth)
         with self._reading(con) as c:
             return lineage.ancestry_edges(c, digest, max_depth)
 
@@ -198,8 +234,13 @@ class Warehouse:
         """``digest``'s ancestry as ``storage.ancestry.Ancestry``, from verified rows only.
 
         The same answer ``storage.ancestry.ancestry(store, digest)`` gives from the
-        store, at query speed: records were verified when they were ingested.
+        store, at query speed: records were verified when they were ingested. Without
+        ``con``, from the lineage index where there is one (milliseconds over ~1M
+        records; the lake takes about a second).
         """
+        index = self._index(con)
+        if index is not None:
+            return index.ancestry(digest)
         with self._reading(con) as c:
             return lineage.ancestry(c, digest, where=self.name)
 

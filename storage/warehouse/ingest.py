@@ -18,6 +18,8 @@ transaction, done again from the start if another writer commits first.
 
 import functools
 import json
+import logging
+import sqlite3
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -43,11 +45,14 @@ from storage.lineage_reader import LineageReader
 from storage.objectstore import ObjectStore
 from storage.trust import TrustAnchor
 from storage.warehouse import models
+from storage.warehouse.lineage_index import COLUMNS as INDEX_COLUMNS
+from storage.warehouse.lineage_index import PARENT_COLUMNS, LineageIndex
 from storage.warehouse.schema import LOADED_TABLES, columns, keys, sql_string
 
 if TYPE_CHECKING:
     from storage.warehouse.core import Warehouse
 
+log = logging.getLogger("factory.floor")
 Progress = Callable[[str, int, int], None]
 T = TypeVar("T")
 
@@ -87,10 +92,11 @@ def ingest(
     notify = progress or (lambda phase, done, total: None)
     notify("list", 0, 0)
     listed = _list(store)
+    index = warehouse.lineage_index
     with warehouse.writer() as con:
         # One transaction: on a lake each one loads the catalog's snapshot once.
         known, table_columns = warehouse.transact(
-            con, functools.partial(_prepare, config=warehouse.config()), "ingest"
+            con, functools.partial(_prepare, config=warehouse.config(), index=index), "ingest"
         )
     todo = [
         (kind, key, store.uri(key))
@@ -135,6 +141,9 @@ def ingest(
             with warehouse.writer() as con:
                 load = functools.partial(_Batch.load, files=files, table_columns=table_columns)
                 inserted = warehouse.transact(con, load, "ingest")
+            if index is not None:
+                # After the lake's commit: the index never holds what the lake does not.
+                _index(index, batch)
             for table in LOADED_TABLES:
                 added[table] += inserted.get(table, 0)
             done += len(chunk)
@@ -155,12 +164,28 @@ def ingest(
 
 
 def _prepare(
-    con: duckdb.DuckDBPyConnection, config: tuple[PriceCard, LatencyBudget]
+    con: duckdb.DuckDBPyConnection,
+    config: tuple[PriceCard, LatencyBudget],
+    index: LineageIndex | None,
 ) -> tuple[set[str], dict[str, dict[str, str]]]:
-    """Views and config up to date; the objects loaded so far, and each table's columns."""
+    """Views and config up to date, the lineage index level with the lake; the objects
+    loaded so far, and each table's columns."""
     models.refresh(con, *config)
     known = {row[0] for row in con.execute("select uri from ingested_objects").fetchall()}
+    if index is not None:
+        index.catch_up(con, con.execute("select count(*) from raw_lineage").fetchone()[0])
     return known, columns(con, _Batch.TABLES)
+
+
+def _index(index: LineageIndex, batch: "_Batch") -> None:
+    """The batch's verified records into the lineage index; a failure is logged, and the
+    next ingest's catch-up copies them (the lake has them already)."""
+    records = [tuple(row[c] for c in INDEX_COLUMNS) for row in batch.rows["raw_lineage"]]
+    edges = [tuple(row[c] for c in PARENT_COLUMNS) for row in batch.rows["raw_lineage_parents"]]
+    try:
+        index.add(records, edges)
+    except sqlite3.Error as error:
+        log.warning("lineage index %s not updated (the next ingest retries): %s", index.path, error)
 
 
 def _forget_verified_rejections(con: duckdb.DuckDBPyConnection) -> None:

@@ -1,7 +1,9 @@
 """Lineage queries over the verified records in the warehouse: lookup and ancestry.
 
-Only records that verified at ingest are in ``raw_lineage``, so these answer what
-``storage.ancestry`` answers from the store, at query speed.
+Only records that verified at ingest are in ``raw_lineage`` (and in the lineage index,
+``lineage_index``), so these answer what ``storage.ancestry`` answers from the store.
+The queries here run on a DuckDB connection (the lake, or an export); the tree is built
+by ``build``, which the lineage index shares.
 """
 
 import json
@@ -62,16 +64,28 @@ def ancestry_edges(
         select * from walk
         """
     ).fetchall()
+    return shallowest(rows)
+
+
+def shallowest(rows: list[tuple[str, int, str, int]]) -> list[tuple[str, int, str, int]]:
+    """Each edge once, at the shallowest depth it was reached, sorted by depth."""
     # An edge reached along two paths comes back at both depths: keep the shallower.
     # (Grouping in SQL instead costs more than the whole walk.)
-    shallowest: dict[tuple[str, int, str], int] = {}
+    depths: dict[tuple[str, int, str], int] = {}
     for asset, position, parent, depth in rows:
         key = (asset, position, parent)
-        shallowest[key] = min(depth, shallowest.get(key, depth))
+        depths[key] = min(depth, depths.get(key, depth))
     return sorted(
-        ((a, p, parent, d) for (a, p, parent), d in shallowest.items()),
+        ((a, p, parent, d) for (a, p, parent), d in depths.items()),
         key=lambda edge: (edge[3], edge[0], edge[1]),
     )
+
+
+# What the tree and its summary need of each record, in this order.
+DETAIL_COLUMNS = (
+    "asset_digest, stage, media_type, model_name, weights_fingerprint, "
+    "training_provenance, royalty_routing, parameters"
+)
 
 
 def ancestry(con: duckdb.DuckDBPyConnection, digest: str, where: str) -> Ancestry:
@@ -80,11 +94,22 @@ def ancestry(con: duckdb.DuckDBPyConnection, digest: str, where: str) -> Ancestr
     digests = sorted({digest, *(edge[2] for edge in edges)})
     literals = ", ".join(digest_literal(each) for each in digests)
     cursor = con.execute(
-        "select asset_digest, stage, media_type, model_name, weights_fingerprint, "
-        "training_provenance, royalty_routing, parameters "
-        f"from raw_lineage where asset_digest in ({literals})"
+        f"select {DETAIL_COLUMNS} from raw_lineage where asset_digest in ({literals})"
     )
-    details = {row[0]: row for row in cursor.fetchall()}
+    return build(digest, edges, {row[0]: row for row in cursor.fetchall()}, where)
+
+
+def build(
+    digest: str,
+    edges: list[tuple[str, int, str, int]],
+    details: dict[str, tuple],
+    where: str,
+) -> Ancestry:
+    """The ancestry of ``digest`` from its edges and each record's ``DETAIL_COLUMNS``.
+
+    IntegrityError when a record of the tree is missing (rejected, or not ingested yet).
+    """
+    digests = sorted({digest, *(edge[2] for edge in edges)})
     missing = [d for d in digests if d not in details]
     if missing:
         what = "its own record" if digest in missing else f"ancestor {missing[0]}"
