@@ -1,15 +1,20 @@
 """What every `factory` command shares: the --store, --registry and --trust options, opening
 the store and the keys a verifier trusts."""
 
+import sqlite3
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from factory.errors import FactoryError
 from factory.settings import Settings
 from storage.objectstore import ObjectStore
 from storage.open import open_store
 from storage.trust import TrustedKeys, load_trusted_keys, resolve_anchor
+
+if TYPE_CHECKING:
+    from storage.ancestry import Ancestry
 
 StoreOption = Annotated[
     str | None,
@@ -56,3 +61,18 @@ def trusted_keys(store: ObjectStore, trust: str | None, settings: Settings) -> T
 def open_store_option(spec: str | None, settings: Settings) -> ObjectStore:
     """The store a command's --store names, or the settings' default."""
     return open_store(spec or settings.store_spec, settings.store_timeouts)
+
+
+def lineage_from_index(settings: Settings, digest: str) -> "tuple[Ancestry, Path] | None":
+    """``digest``'s ancestry from the floor warehouse's lineage index, and the index's
+    path; None when there is no index or it lacks a record of the tree (not ingested
+    yet, or rejected), so the caller walks the store instead."""
+    from storage.warehouse import Warehouse
+
+    try:
+        index = Warehouse(*settings.warehouse).lineage_index
+        if index is None or not index.exists():
+            return None
+        return index.ancestry(digest), index.path
+    except (FactoryError, sqlite3.Error):
+        return None

@@ -16,6 +16,7 @@ from cli.common import (
     RegistryOption,
     StoreOption,
     TrustOption,
+    lineage_from_index,
     open_store_option,
     trusted_keys,
 )
@@ -330,10 +331,17 @@ def lineage(
     store: StoreOption = None,
     trust: TrustOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the ancestry as JSON")] = False,
+    verify: Annotated[
+        bool,
+        typer.Option("--verify", help="Walk the store and verify every record now"),
+    ] = False,
 ) -> None:
     """Show an asset's ancestry down to its renders, with models, training data and royalties.
 
-    Every record is verified against the trusted factory root first (see `factory verify`).
+    From the floor warehouse's lineage index when it holds the whole tree (each record
+    was verified against the trusted factory root when it was ingested); otherwise, or
+    with --verify, --store or --trust, every record is read from the store and verified
+    now.
     """
     from factory.assets import sha256_hex
     from storage.ancestry import ancestry
@@ -341,12 +349,24 @@ def lineage(
     settings = Settings()
     store_obj, digest, data = _resolve_target(target, store, settings)
     digest = digest or sha256_hex(data)
-    # From the store, not the floor warehouse: a DuckLake has no indexes, and loading it
-    # alone costs more than walking one asset's records (bench/RESULTS.md, issue 13).
-    result = ancestry(store_obj, trusted_keys(store_obj, trust, settings), digest)
+    # The index answers for the factory's own store and root only: a named store or
+    # trust root is walked and verified, whatever the warehouse holds.
+    own = not (verify or trust or store)
+    indexed = lineage_from_index(settings, digest) if own else None
+    if indexed is not None:
+        result = indexed[0]
+        source = (
+            f"the floor warehouse's lineage index {indexed[1]}: each record was verified "
+            "against the factory's trusted root when it was ingested (--verify reads and "
+            "verifies them in the store again)"
+        )
+    else:
+        result = ancestry(store_obj, trusted_keys(store_obj, trust, settings), digest)
+        source = "the store: every record verified now against the trusted root"
     if as_json:
-        out.print_json(result.model_dump_json())
+        out.print_json(data={**result.model_dump(mode="json"), "source": source})
         return
+    console.print(f"From {source}.", style="dim")
 
     def label(node) -> Text:
         model = f"  model={node.model}" if node.model else ""

@@ -21,7 +21,6 @@ from storage.trust import TrustAnchor
 from storage.warehouse import export as exporting
 from storage.warehouse import ingest as ingesting
 from storage.warehouse import lineage, maintenance, models
-from storage.warehouse.lineage_index import LineageIndex
 from storage.warehouse.lake import (
     LAKES,
     WarehouseBusy,
@@ -29,6 +28,7 @@ from storage.warehouse.lake import (
     WarehouseMissing,
     transaction,
 )
+from storage.warehouse.lineage_index import LineageIndex
 from storage.warehouse.schema import BOOKKEEPING_TABLES, FACT_TABLES, read_sql, row_counts
 
 _WRITER_LOCKS: dict[str, threading.Lock] = {}

@@ -169,8 +169,12 @@ class LineageIndex:
                     [tuple(map(_stored, _KINDS, row)) for row in records],
                 )
                 added = con.total_changes - before
-                con.executemany("insert or ignore into lineage_parents values (?, ?, ?, ?)", parents)
-                con.execute("insert into index_state select 0 where not exists (select 1 from index_state)")
+                con.executemany(
+                    "insert or ignore into lineage_parents values (?, ?, ?, ?)", parents
+                )
+                con.execute(
+                    "insert into index_state select 0 where not exists (select 1 from index_state)"
+                )
                 con.execute("update index_state set records = records + ?", (added,))
                 con.execute("commit")
             except BaseException:
@@ -215,4 +219,3 @@ def _stored(kind: str, value: Any) -> Any:
     if kind == "json":
         return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
     return value.isoformat() if isinstance(value, datetime) else str(value)
-
