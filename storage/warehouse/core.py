@@ -170,6 +170,12 @@ class Warehouse:
         with self.writer() as con:
             return self.transact(con, lambda c: models.refresh(c, card, budget), "models")
 
+    def rebuild_models(self) -> None:
+        """Compute the materialised models whole, in one transaction: for rows loaded
+        other than by ``ingest`` (which keeps them current order by order)."""
+        with self.writer() as con:
+            self.transact(con, models.rebuild, "rebuilding models")
+
     def catch_up_lineage_index(self) -> int:
         """Copy into the lineage index the records the lake has and it lacks (every ingest
         does this first; a lake loaded some other way needs it); how many."""

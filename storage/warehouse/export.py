@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 from factory.errors import BadInput
 from storage.warehouse.extensions import configure_s3, load_httpfs
 from storage.warehouse.ingest import Progress
-from storage.warehouse.models import MODELS, VIEWS
+from storage.warehouse.models import MATERIALISED, MODELS, VIEWS
 from storage.warehouse.schema import EXPORTED_TABLES, read_sql, sql_string
 
 if TYPE_CHECKING:
@@ -166,7 +166,9 @@ def export_duckdb(
             for statement in _EXPORT_INDEXES:
                 con.execute(statement)
             for model in MODELS:
-                con.execute(f"create view {model.split('/')[1]} as\n{read_sql(model)}")
+                name = model.split("/")[1]
+                if name not in MATERIALISED:  # those were copied as the tables they are
+                    con.execute(f"create view {name} as\n{read_sql(model)}")
             notify("export", len(tables) + 1, len(tables) + 1)
         except BaseException:
             with contextlib.suppress(duckdb.Error):

@@ -47,7 +47,7 @@ from storage.trust import TrustAnchor
 from storage.warehouse import models
 from storage.warehouse.lineage_index import COLUMNS as INDEX_COLUMNS
 from storage.warehouse.lineage_index import PARENT_COLUMNS, LineageIndex
-from storage.warehouse.schema import LOADED_TABLES, columns, keys, sql_string
+from storage.warehouse.schema import LOADED_TABLES, columns, keys, read_sql, sql_string
 
 if TYPE_CHECKING:
     from storage.warehouse.core import Warehouse
@@ -139,7 +139,9 @@ def ingest(
                 )
             files = batch.write(Path(scratch))
             with warehouse.writer() as con:
-                load = functools.partial(_Batch.load, files=files, table_columns=table_columns)
+                load = functools.partial(
+                    _Batch.load, files=files, table_columns=table_columns, batch=batch
+                )
                 inserted = warehouse.transact(con, load, "ingest")
             if index is not None:
                 # After the lake's commit: the index never holds what the lake does not.
@@ -220,16 +222,35 @@ class _Batch:
             files[table] = path
         return files
 
+    def touched_orders(self, con: duckdb.DuckDBPyConnection) -> set[str]:
+        """The orders whose materialised rows the batch's rows may change (after they
+        are inserted): those of its events, and those that delivered an asset made from
+        one of its lineage records (a record may arrive after the delivery's events)."""
+        orders = {row["order_id"] for row in self.rows["raw_events"]}
+        digests = [row["asset_digest"] for row in self.rows["raw_lineage"]]
+        if digests:
+            orders.update(
+                order
+                for (order,) in con.execute(
+                    read_sql("delivered_from"), [digests, sorted(orders)]
+                ).fetchall()
+            )
+        return orders
+
     @staticmethod
     def load(
         con: duckdb.DuckDBPyConnection,
         files: dict[str, Path],
         table_columns: dict[str, dict[str, str]],
+        batch: "_Batch",
     ) -> dict[str, int]:
-        """Insert the rows whose key is new, typed by the schema; rows inserted per table.
+        """Insert the rows whose key is new, typed by the schema, and bring the
+        materialised models up to date for the orders that changed; rows inserted per
+        table.
 
         Runs inside one transaction (redone from the start if it loses a commit race),
-        so the rows, the objects they came from and the turn row land together.
+        so the rows, the objects they came from, the models and the turn row land
+        together.
         """
         con.execute("insert into ingest_turn select 0 where not exists (from ingest_turn)")
         con.execute("update ingest_turn set batches = batches + 1")
@@ -249,6 +270,8 @@ class _Batch:
                 f"where not exists (select 1 from {table} as old where {same}) "
                 f"qualify row_number() over (partition by {', '.join(key)}) = 1"
             ).fetchone()[0]
+        if inserted.get("raw_events") or inserted.get("raw_lineage"):
+            models.refresh_orders(con, batch.touched_orders(con))
         return inserted
 
 

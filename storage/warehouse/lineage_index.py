@@ -17,7 +17,9 @@ Only a SQLite catalog has an index (a PostgreSQL fleet's readers query the lake)
 
 import contextlib
 import json
+import os
 import sqlite3
+import threading
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -138,18 +140,34 @@ class LineageIndex:
 
     # -- writing -----------------------------------------------------------------------
 
+    def _create(self) -> None:
+        """The empty index, in WAL mode, made aside and linked into place whole, so a
+        reader never finds a file without its tables (and two creators keep one)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        draft = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}")
+        draft.unlink(missing_ok=True)
+        con = sqlite3.connect(draft, isolation_level=None)
+        try:
+            con.execute("pragma journal_mode=wal")
+            con.executescript(read_sql("lineage_index"))
+        finally:
+            con.close()
+        try:
+            os.link(draft, self.path)
+        except FileExistsError:
+            pass  # another ingest made it first
+        finally:
+            draft.unlink()
+
     @contextlib.contextmanager
     def _writer(self) -> Iterator[sqlite3.Connection]:
-        fresh = not self.exists()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.exists():
+            self._create()
         con = sqlite3.connect(self.path, timeout=self.patience, isolation_level=None)
         try:
-            if fresh:
-                con.execute("pragma journal_mode=wal")
             # WAL with synchronous=normal loses nothing when a process dies; a power cut
             # may lose the last commits, which the next ingest's catch-up copies again.
             con.execute("pragma synchronous=normal")
-            con.executescript(read_sql("lineage_index"))
             yield con
         finally:
             con.close()

@@ -1,18 +1,30 @@
-"""The model runner: config tables from the config files, then every SQL view in order.
+"""The model runner: config tables from the config files, then every SQL model in order.
 
 Each model is one ``.sql`` file under ``storage/sql`` (staging, then intermediate,
 then marts), a chain of named CTEs ending in ``select * from final``; the file
-``<layer>/<name>.sql`` becomes the view ``<name>``. The views live in the lake's
-catalog, so a reader that attaches the lake (read-only, from any DuckDB) has them.
+``<layer>/<name>.sql`` becomes the view ``<name>``, or, for the few models in
+``MATERIALISED``, the table ``<name>`` holding that query's rows. The views and
+tables live in the lake's catalog, so a reader that attaches the lake (read-only,
+from any DuckDB) has them.
+
+Materialised models are the expensive steps the marts share (a window over every
+event, a walk of the lineage graph). Every row of theirs belongs to one order and
+depends only on that order's events (and on lineage), so ingest keeps them current
+order by order: in the transaction that loads a batch, the rows of the orders the
+batch touched are deleted and computed again by the model's own SQL with its source
+restricted to those orders (``refresh_orders``). A change to any model's SQL or the
+config rebuilds them whole (``refresh``).
 """
 
 import hashlib
 import json
+import re
+from collections.abc import Iterable
 
 import duckdb
 
 from factory.floor import LatencyBudget, PriceCard
-from storage.warehouse.schema import read_sql
+from storage.warehouse.schema import read_sql, sql_string
 
 # Views in dependency order: each file creates the view named after it.
 MODELS: tuple[str, ...] = (
@@ -32,6 +44,13 @@ MODELS: tuple[str, ...] = (
     "marts/royalties",
     "marts/stage_latency",
 )
+# Models kept as tables → the source each one's rows of an order are computed from
+# (restricted to the orders being refreshed; every other input is read whole).
+MATERIALISED: dict[str, str] = {
+    "int_events_attributed": "stg_events",
+    "int_segment_passes": "int_events_attributed",
+    "int_deliverable_models": "int_deliveries",
+}
 MARTS: tuple[str, ...] = tuple(m.split("/")[1] for m in MODELS if m.startswith("marts/"))
 # Every view (staging, intermediate, marts): what an export carries, so the analysts'
 # queries over any layer run on it.
@@ -69,7 +88,58 @@ def refresh(con: duckdb.DuckDBPyConnection, card: PriceCard, budget: LatencyBudg
         "insert into latency_budget values (?, ?)",
         [*budget.stages.items(), ("end_to_end", budget.end_to_end_ms)],
     )
+    here = "where database_name = current_database()"
+    kinds = dict(
+        con.execute(
+            f"select table_name, 'table' from duckdb_tables() {here} union all "
+            f"select view_name, 'view' from duckdb_views() {here}"
+        ).fetchall()
+    )
     for model in MODELS:
-        con.execute(f"create or replace view {model.split('/')[1]} as\n{read_sql(model)}")
+        name = model.split("/")[1]
+        wanted_kind = "table" if name in MATERIALISED else "view"
+        if kinds.get(name, wanted_kind) != wanted_kind:
+            con.execute(f"drop {kinds[name]} {name}")
+        con.execute(f"create or replace {wanted_kind} {name} as\n{read_sql(model)}")
     con.execute("insert into models_version values (?, now())", [wanted])
     return True
+
+
+def rebuild(con: duckdb.DuckDBPyConnection) -> None:
+    """Compute every materialised model whole (after rows were loaded other than by
+    ingest). Runs inside the caller's transaction."""
+    for model in MODELS:
+        name = model.split("/")[1]
+        if name in MATERIALISED:
+            con.execute(f"create or replace table {name} as\n{read_sql(model)}")
+
+
+def refresh_orders(con: duckdb.DuckDBPyConnection, orders: Iterable[str]) -> None:
+    """Compute the materialised models' rows of ``orders`` again, in dependency order.
+
+    Runs inside the caller's transaction (the one that loaded the rows that changed).
+    """
+    scope = ", ".join(sql_string(order) for order in sorted(set(orders)))
+    if not scope:
+        return
+    for model in MODELS:
+        name = model.split("/")[1]
+        if name in MATERIALISED:
+            con.execute(f"delete from {name} where order_id in ({scope})")
+            con.execute(f"insert into {name}\n{scoped(model, MATERIALISED[name], scope)}")
+
+
+_FIRST_WITH = re.compile(r"^with( recursive)?\s", re.M)
+
+
+def scoped(model: str, source: str, scope: str) -> str:
+    """The model's SQL with ``source`` restricted to the orders in ``scope`` (SQL
+    literals): a first CTE of the source's name, which the model then reads instead."""
+    sql = read_sql(model)
+    first = _FIRST_WITH.search(sql)
+    assert first is not None, f"{model}.sql does not start with a CTE"
+    restricted = (
+        f"with{first.group(1) or ''} {source} as (\n"
+        f"    select * from main.{source} where order_id in ({scope})\n),\n"
+    )
+    return sql[: first.start()] + restricted + sql[first.end() :]
