@@ -3,23 +3,30 @@ over 1M records.
 
     .venv/bin/python -m bench.floor [--events 1000000] [--lineage-orders 77000]
                                     [--ingest-records 5000] [--ingest-events 50000] [--no-s3]
+                                    [--no-ingest] [--no-export] [--baseline-ref REF]
 
 Ingest: signed lineage records and JSON-lines event batches written to a local store
 (and to a throwaway SeaweedFS, unless --no-s3), then ``Warehouse.ingest`` timed into
 a lake with a SQLite catalog and its Parquet beside the store (local: a directory; S3:
 the same bucket, through httpfs): records/s includes fetching and Ed25519
 verification. Marts: 1M synthetic events and ~1M lineage records generated inside the
-lake with range(), then every mart view materialised by a reader that attached the
-lake read-only, as an analyst does (goal ≤ 1 s each). Ancestry:
-``Warehouse.ancestry_edges`` (WITH RECURSIVE) and the full ``Warehouse.ancestry`` tree
-for random deliverables over ~1M records (goal ≤ 10 ms), and the point lookup by
-digest, on the lake and on its ``--duckdb`` export (lineage indexed).
+lake with range(), the materialised models computed whole and the lineage index
+copied from the lake (what ingest does batch by batch), then every mart computed by a
+reader that attached the lake read-only, as an analyst does (goal ≤ 1 s each); with
+--baseline-ref, the models' SQL at that git ref is timed over the same lake in the same
+run (a second reader, where the ref's SQL shadows the lake's models as temp views),
+mart by mart in turn. Ancestry: ``Warehouse.ancestry_edges`` (WITH RECURSIVE), the
+full ``Warehouse.ancestry`` tree and the point lookup, for random deliverables over
+~1M records (goal ≤ 10 ms), on the lineage index, on the lake and (unless --no-export)
+on its ``--duckdb`` export (lineage indexed; the export's marts are timed too).
 """
 
 import argparse
 import hashlib
 import random
+import sqlite3
 import statistics
+import subprocess
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -46,6 +53,8 @@ from storage.objectstore import ObjectStore
 from storage.trust import local_anchor
 from storage.warehouse import MARTS, Warehouse
 from storage.warehouse.extensions import extension_path
+from storage.warehouse.lineage_index import LineageIndex
+from storage.warehouse.models import MODELS
 
 PRICES = PriceCard(
     currency="USD",
@@ -282,7 +291,19 @@ def build_synthetic(path: Path, events: int, orders: int) -> dict:
             t: con.execute(f"select count(*) from {t}").fetchone()[0]
             for t in ("raw_events", "raw_lineage", "raw_lineage_parents", "raw_availability")
         }
-    return {"build_s": round(time.perf_counter() - start, 1), **counts}
+    # What ingest keeps current batch by batch, made whole for rows loaded by SQL.
+    start_models = time.perf_counter()
+    warehouse.rebuild_models()
+    models_s = time.perf_counter() - start_models
+    start_index = time.perf_counter()
+    indexed = warehouse.catch_up_lineage_index()
+    return {
+        "build_s": round(start_models - start, 1),
+        "materialise_models_s": round(models_s, 1),
+        "lineage_index_s": round(time.perf_counter() - start_index, 1),
+        "lineage_index_records": indexed,
+        **counts,
+    }
 
 
 def analyst(warehouse: Warehouse) -> duckdb.DuckDBPyConnection:
@@ -296,45 +317,65 @@ def analyst(warehouse: Warehouse) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def time_marts(con: duckdb.DuckDBPyConnection, rounds: int = 3) -> dict:
-    """Per mart: computing every row inside DuckDB (CTAS into a temp table), and fetching
-    them into Python."""
-    results = {}
+def baseline(con: duckdb.DuckDBPyConnection, ref: str) -> duckdb.DuckDBPyConnection:
+    """``con`` with every model's SQL at git ``ref`` as a temp view: temp views shadow the
+    lake's models, in the lake's views too, so every mart is computed the ref's way."""
+    for model in MODELS:
+        sql = subprocess.run(
+            ["git", "show", f"{ref}:storage/sql/{model}.sql"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        con.execute(f"create temp view {model.split('/')[1]} as\n{sql}")
+    return con
+
+
+def time_marts(readers: dict[str, duckdb.DuckDBPyConnection], rounds: int = 3) -> dict:
+    """Per mart and reader: computing every row inside DuckDB (CTAS into a temp table),
+    median of ``rounds``; the readers take turns, so load drifts touch them alike."""
+    results: dict[str, dict] = {name: {} for name in readers}
     for mart in MARTS:
-        computed, fetched = [], []
-        rows = 0
+        times: dict[str, list[float]] = {name: [] for name in readers}
         for _ in range(rounds):
-            start = time.perf_counter()
-            con.execute(f"create or replace temp table m as select * from {mart}")
-            computed.append(time.perf_counter() - start)
-            start = time.perf_counter()
-            rows = len(con.execute(f"select * from {mart}").fetchall())
-            fetched.append(time.perf_counter() - start)
-        results[mart] = {
-            "compute_s": round(statistics.median(computed), 3),
-            "compute_and_fetch_s": round(statistics.median(fetched), 3),
-            "rows": rows,
+            for name, con in readers.items():
+                start = time.perf_counter()
+                con.execute(f"create or replace temp table m as select * from {mart}")
+                times[name].append(time.perf_counter() - start)
+        for name, con in readers.items():
+            rows = con.execute("select count(*) from m").fetchone()[0]
+            results[name][mart] = {"compute_s": round(statistics.median(times[name]), 3)}
+            results[name][mart]["rows"] = rows
+    if len(readers) == 2:
+        before, after = readers
+        results["speedup"] = {
+            mart: round(results[before][mart]["compute_s"] / results[after][mart]["compute_s"], 1)
+            for mart in MARTS
         }
     return results
 
 
 def time_ancestry(
-    warehouse: Warehouse, orders: int, con: duckdb.DuckDBPyConnection, samples: int = 50
+    source: Warehouse | LineageIndex,
+    orders: int,
+    con: duckdb.DuckDBPyConnection | sqlite3.Connection,
+    samples: int = 50,
 ) -> dict:
-    """Ancestry of random deliverables on ``con`` (the lake, or a DuckDB export of it)."""
+    """Ancestry of random deliverables on ``con``: the lake or a DuckDB export of it
+    (``source`` the warehouse), or the lineage index (``source`` the index)."""
     picks = random.Random(7).sample(range(orders), samples)
     digests = [hashlib.sha256(f"assemble:{o}:0".encode()).hexdigest() for o in picks]
     edges_ms, tree_ms, lookup_ms = [], [], []
-    warehouse.ancestry(digests[0], con)  # warm
+    source.ancestry(digests[0], con)  # warm
     for digest in digests:
         start = time.perf_counter()
-        edges = warehouse.ancestry_edges(digest, con)
+        edges = source.ancestry_edges(digest, con)
         edges_ms.append((time.perf_counter() - start) * 1000)
         start = time.perf_counter()
-        tree = warehouse.ancestry(digest, con)
+        tree = source.ancestry(digest, con)
         tree_ms.append((time.perf_counter() - start) * 1000)
         start = time.perf_counter()
-        warehouse.lookup(digest, con)
+        source.lookup(digest, con)
         lookup_ms.append((time.perf_counter() - start) * 1000)
     assert len(edges) == 12 and len(tree.tree.parents) == 4
     return {
@@ -360,38 +401,55 @@ def main() -> None:
     parser.add_argument("--ingest-events", type=int, default=50_000)
     parser.add_argument("--s3-records", type=int, default=2_000)
     parser.add_argument("--no-s3", action="store_true")
+    parser.add_argument("--no-ingest", action="store_true", help="skip ingest throughput")
+    parser.add_argument("--no-export", action="store_true", help="skip the --duckdb export")
+    parser.add_argument("--baseline-ref", help="git ref whose model SQL is timed as 'before'")
     args = parser.parse_args()
     results: dict = {}
     with tempfile.TemporaryDirectory(prefix="bench-floor-") as scratch:
         tmp = Path(scratch)
-        (tmp / "local").mkdir()
-        results["ingest_local"] = ingest_throughput(
-            LocalStore(tmp / "local" / "store"),
-            tmp / "local",
-            args.ingest_records,
-            args.ingest_events,
-        )
-        if not args.no_s3:
-            results["ingest_s3"] = ingest_s3(tmp, args.s3_records, args.ingest_events // 5)
+        if not args.no_ingest:
+            (tmp / "local").mkdir()
+            results["ingest_local"] = ingest_throughput(
+                LocalStore(tmp / "local" / "store"),
+                tmp / "local",
+                args.ingest_records,
+                args.ingest_events,
+            )
+            if not args.no_s3:
+                results["ingest_s3"] = ingest_s3(tmp, args.s3_records, args.ingest_events // 5)
         path = tmp / "synthetic.sqlite"
         orders = max(args.lineage_orders, args.events // 20)
         results["synthetic"] = build_synthetic(path, args.events, orders)
         warehouse = Warehouse(path)
-        with analyst(warehouse) as con:
-            results["marts_1m_events_on_the_lake"] = time_marts(con)
+        readers = {"lake": analyst(warehouse)}
+        if args.baseline_ref:
+            readers = {
+                f"lake, models at {args.baseline_ref}": baseline(
+                    analyst(warehouse), args.baseline_ref
+                ),
+                **readers,
+            }
+        results["marts_1m_events"] = time_marts(readers)
+        for con in readers.values():
+            con.close()
+        assert warehouse.lineage_index is not None
+        with warehouse.lineage_index.reader() as con:
+            results["lineage_on_the_index"] = time_ancestry(warehouse.lineage_index, orders, con)
+        results["index_mb"] = size_mb(warehouse.lineage_index.path)
         with warehouse.connect() as con:
             results["lineage_on_the_lake"] = time_ancestry(warehouse, orders, con)
-        # The single-file export is the warehouse as it was before DuckLake (tables in
-        # DuckDB's own format, lineage indexed): the same run's baseline.
-        exported = warehouse.export_duckdb(tmp / "export.duckdb")
-        results["duckdb_export_s"] = round(exported.seconds, 2)
-        with duckdb.connect(str(tmp / "export.duckdb"), read_only=True) as con:
-            results["marts_1m_events_on_the_duckdb_export"] = time_marts(con)
-            results["lineage_on_the_duckdb_export"] = time_ancestry(warehouse, orders, con)
+        if not args.no_export:
+            # The single-file export: tables in DuckDB's own format, lineage indexed.
+            exported = warehouse.export_duckdb(tmp / "export.duckdb")
+            results["duckdb_export_s"] = round(exported.seconds, 2)
+            with duckdb.connect(str(tmp / "export.duckdb"), read_only=True) as con:
+                results["marts_1m_events_on_the_duckdb_export"] = time_marts({"export": con})
+                results["lineage_on_the_duckdb_export"] = time_ancestry(warehouse, orders, con)
+            results["export_mb"] = size_mb(tmp / "export.duckdb")
         results["lake_mb"] = size_mb(
             path, warehouse.location.sqlite_path.with_name("synthetic.files")
         )
-        results["export_mb"] = size_mb(tmp / "export.duckdb")
     emit("floor", results)
 
 

@@ -58,8 +58,10 @@ VIEWS: tuple[str, ...] = tuple(m.split("/")[1] for m in MODELS)
 
 
 def digest(card: PriceCard, budget: LatencyBudget) -> str:
-    """What the views and config tables are made of: every model's SQL and the config."""
+    """What the views, tables and config tables are made of: every model's SQL, which
+    models are tables, and the config."""
     parts = [read_sql(model) for model in MODELS]
+    parts.append(" ".join(MATERIALISED))
     parts.append(json.dumps([card.model_dump(), budget.model_dump()], sort_keys=True))
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
 
