@@ -15,9 +15,12 @@ with events as (
 
 ),
 
+-- Only the columns read below: this CTE is read twice, so it is materialised, and a
+-- materialised CTE carries every column it selects.
 floor_events as (
 
-    select * from stg_events
+    select event_id, status, output_digest, device_seconds, device_class, started
+    from stg_events
 
 ),
 
