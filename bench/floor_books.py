@@ -73,7 +73,10 @@ def write_run(store_dir: Path, keys_dir: Path, run: int) -> None:
         signed = sign_record(
             LineageRecord(
                 asset=AssetInfo(digest=digest, media_type="video/mp4", size=1, uri=f"x/{digest}"),
-                parents=[ParentLink(digest=_digest(p), record_digest=written[p]) for p in parents],
+                parents=[
+                    ParentLink(digest=_digest(f"{p}:{run}"), record_digest=written[p])
+                    for p in parents
+                ],
                 stage=StageInfo(name=kind.split("-")[0], version="1"),
                 order_id=order,
                 flow_run_id=flow,

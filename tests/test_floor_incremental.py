@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.floor_books import write_run
 from factory.errors import IntegrityError
 from storage.ancestry import ancestry as store_ancestry
 from storage.local import LocalStore
@@ -234,3 +235,24 @@ def test_the_readmes_index_query_runs_as_shown(indexed):
             ]
             assert "\n".join(lines) == shown.strip(), query
     con.close()
+
+
+def test_records_that_verify_later_are_loaded_indexed_and_no_longer_rejected(tmp_path):
+    # The signing key reaches the store after the records: the first ingest rejects
+    # them, the next (key published) loads them, forgets the rejections, indexes them
+    # and attributes the delivery that came in before them.
+    write_run(tmp_path / "store", tmp_path / "keys", 0)
+    published = tmp_path / "store" / "keys"
+    published.rename(tmp_path / "keys-aside")
+    store, anchor = LocalStore(tmp_path / "store"), local_anchor(tmp_path / "keys")
+    warehouse = Warehouse(tmp_path / "w.sqlite", price_card=PRICES, latency_budget=BUDGET)
+    first = warehouse.ingest(store, anchor)
+    assert len(first.rejected) == 13 and warehouse.counts()["rejected_objects"] == 13
+    assert warehouse.query("select count(*) from royalties where holder is null")[1] == [(1,)]
+    (tmp_path / "keys-aside").rename(published)
+    second = warehouse.ingest(store, anchor)
+    assert second.rejected == [] and second.added["raw_lineage"] == 13
+    assert warehouse.counts()["rejected_objects"] == 0
+    assert warehouse.lineage_index.records() == 13
+    assert set(differences(warehouse).values()) == {0}
+    assert warehouse.query("select count(*) from royalties where holder is null")[1] == [(0,)]

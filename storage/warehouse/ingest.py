@@ -95,7 +95,7 @@ def ingest(
     index = warehouse.lineage_index
     with warehouse.writer() as con:
         # One transaction: on a lake each one loads the catalog's snapshot once.
-        known, table_columns = warehouse.transact(
+        known, rejected_before, table_columns = warehouse.transact(
             con, functools.partial(_prepare, config=warehouse.config(), index=index), "ingest"
         )
     todo = [
@@ -118,7 +118,7 @@ def ingest(
         tempfile.TemporaryDirectory(prefix="floor-ingest-") as scratch,
     ):
         for chunk in _chunks(todo, batch_objects):
-            batch = _Batch()
+            batch = _Batch(rejected_before)
             fetched = pool.map(lambda item: _fetch(store, item[1]), chunk)
             for (kind, key, uri), data in zip(chunk, fetched, strict=True):
                 if data is None:
@@ -150,9 +150,6 @@ def ingest(
                 added[table] += inserted.get(table, 0)
             done += len(chunk)
             notify("ingest", done, len(todo))
-    with warehouse.writer() as con:
-        # What verifies now (a key published late) is no longer rejected.
-        warehouse.transact(con, _forget_verified_rejections, "ingest")
     return IngestReport(
         store=store.url,
         warehouse=warehouse.name,
@@ -169,14 +166,17 @@ def _prepare(
     con: duckdb.DuckDBPyConnection,
     config: tuple[PriceCard, LatencyBudget],
     index: LineageIndex | None,
-) -> tuple[set[str], dict[str, dict[str, str]]]:
-    """Views and config up to date, the lineage index level with the lake; the objects
-    loaded so far, and each table's columns."""
+) -> tuple[set[str], set[str], dict[str, dict[str, str]]]:
+    """Views and config up to date, no object both loaded and rejected, the lineage
+    index level with the lake; the objects loaded so far, those rejected, and each
+    table's columns."""
     models.refresh(con, *config)
+    _forget_verified_rejections(con)
     known = {row[0] for row in con.execute("select uri from ingested_objects").fetchall()}
+    rejected = {row[0] for row in con.execute("select uri from rejected_objects").fetchall()}
     if index is not None:
         index.catch_up(con, con.execute("select count(*) from raw_lineage").fetchone()[0])
-    return known, columns(con, _Batch.TABLES)
+    return known, rejected, columns(con, _Batch.TABLES)
 
 
 def _index(index: LineageIndex, batch: "_Batch") -> None:
@@ -191,6 +191,8 @@ def _index(index: LineageIndex, batch: "_Batch") -> None:
 
 
 def _forget_verified_rejections(con: duckdb.DuckDBPyConnection) -> None:
+    """Rejections of objects loaded since (by another ingest: each ingest forgets those
+    it loads itself as it loads them)."""
     stale = "from rejected_objects where uri in (select uri from ingested_objects)"
     # Only a real delete: an empty one would still be a write that other ingests race.
     if con.execute(f"select count(*) {stale}").fetchone()[0]:
@@ -202,8 +204,9 @@ class _Batch:
 
     TABLES = (*LOADED_TABLES, "ingested_objects", "rejected_objects")
 
-    def __init__(self) -> None:
+    def __init__(self, rejected_before: set[str]) -> None:
         self.rows: dict[str, list[dict[str, Any]]] = {name: [] for name in self.TABLES}
+        self.rejected_before = rejected_before
 
     def add(self, table: str, row: dict[str, Any]) -> None:
         self.rows[table].append(row)
@@ -270,6 +273,13 @@ class _Batch:
                 f"where not exists (select 1 from {table} as old where {same}) "
                 f"qualify row_number() over (partition by {', '.join(key)}) = 1"
             ).fetchone()[0]
+        # What verifies now (a key published late) is no longer rejected.
+        loaded = {row["uri"] for row in batch.rows["ingested_objects"]}
+        forget = sorted(loaded & batch.rejected_before)
+        if forget:
+            con.execute(
+                f"delete from rejected_objects where uri in ({', '.join(map(sql_string, forget))})"
+            )
         if inserted.get("raw_events") or inserted.get("raw_lineage"):
             models.refresh_orders(con, batch.touched_orders(con))
         return inserted

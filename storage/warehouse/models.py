@@ -48,7 +48,6 @@ MODELS: tuple[str, ...] = (
 # (restricted to the orders being refreshed; every other input is read whole).
 MATERIALISED: dict[str, str] = {
     "int_events_attributed": "stg_events",
-    "int_segment_passes": "int_events_attributed",
     "int_deliverable_models": "int_deliveries",
 }
 MARTS: tuple[str, ...] = tuple(m.split("/")[1] for m in MODELS if m.startswith("marts/"))

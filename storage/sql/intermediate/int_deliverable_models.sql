@@ -24,6 +24,13 @@ deliveries as (
 
 ),
 
+-- Read once: the walk below joins it at every level.
+edges as materialized (
+
+    select asset_digest, parent_digest from stg_lineage_parents
+
+),
+
 walk(deliverable_digest, asset_digest, depth) as (
 
     select distinct deliverable_digest, deliverable_digest, 0
@@ -31,9 +38,9 @@ walk(deliverable_digest, asset_digest, depth) as (
 
     union
 
-    select walk.deliverable_digest, parents.parent_digest, walk.depth + 1
+    select walk.deliverable_digest, edges.parent_digest, walk.depth + 1
     from walk
-    join stg_lineage_parents as parents on parents.asset_digest = walk.asset_digest
+    join edges on edges.asset_digest = walk.asset_digest
     where walk.depth < 64
 
 ),
