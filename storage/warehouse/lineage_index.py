@@ -173,9 +173,13 @@ class LineageIndex:
             con.close()
 
     def add(self, records: list[tuple], parents: list[tuple]) -> int:
-        """Records (``raw_lineage`` rows, ``COLUMNS`` in order) and their edges
-        (``PARENT_COLUMNS``), each once; how many records were new. One transaction: a
-        record and its edges appear together."""
+        """Records (``raw_lineage`` rows as ingest makes them, ``COLUMNS`` in order) and
+        their edges (``PARENT_COLUMNS``), each once; how many records were new. One
+        transaction: a record and its edges appear together."""
+        return self._insert([tuple(map(_stored, _KINDS, row)) for row in records], parents)
+
+    def _insert(self, records: list[tuple], parents: list[tuple]) -> int:
+        """``add`` for records already as the index stores them."""
         if not records:
             return 0
         with self._writer() as con:
@@ -184,7 +188,7 @@ class LineageIndex:
                 before = con.total_changes
                 con.executemany(
                     f"insert or ignore into lineage values ({', '.join('?' * len(COLUMNS))})",
-                    [tuple(map(_stored, _KINDS, row)) for row in records],
+                    records,
                 )
                 added = con.total_changes - before
                 con.executemany(
@@ -200,31 +204,58 @@ class LineageIndex:
                 raise
         return added
 
-    def catch_up(self, lake: duckdb.DuckDBPyConnection, lake_records: int) -> int:
+    def catch_up(
+        self, lake: duckdb.DuckDBPyConnection, lake_records: int, chunk: int = 50_000
+    ) -> int:
         """Copy the records the lake (``lake``, holding ``lake_records``) has and the index
-        lacks; how many. Nothing to do, the usual case, costs one small read."""
-        if self.records() >= lake_records:
+        lacks, ``chunk`` records a transaction, in digest order (B-tree appends); how
+        many. Nothing to do, the usual case, costs one small read."""
+        have = self.records()
+        if have >= lake_records:
             return 0
-        missing = "where asset_digest not in (select asset_digest from indexed)"
         indexed = (
             f"sqlite_scan({sql_string(str(self.path))}, 'lineage')"
             if self.exists()
             else "(select null::varchar as asset_digest where false)"
         )
+        # Formatted by DuckDB as the index stores them (what ``_stored`` does in Python).
+        formatted = ", ".join(
+            f"{c}::varchar as {c}"
+            if c in _JSON
+            else f"replace({c}::varchar, ' ', 'T') as {c}"
+            if c in _TIMES
+            else c
+            for c in COLUMNS
+        )
+        chunks = (lake_records - have) // chunk + 1
+        todo, edges = "temp.main.lineage_index_todo", "temp.main.lineage_index_todo_edges"
         lake.execute(
             f"create or replace temp table lineage_index_todo as "
             f"with indexed as (select asset_digest from {indexed}) "
-            f"select {', '.join(COLUMNS)} from raw_lineage {missing}"
+            f"select ntile({chunks}) over (order by asset_digest) as chunk, {formatted} "
+            "from raw_lineage where asset_digest not in (select asset_digest from indexed)"
         )
+        copied = 0
         try:
-            edges = lake.execute(
-                f"select {', '.join(PARENT_COLUMNS)} from raw_lineage_parents "
-                "where asset_digest in (select asset_digest from temp.main.lineage_index_todo)"
-            ).fetchall()
-            records = lake.execute("select * from temp.main.lineage_index_todo").fetchall()
+            lake.execute(
+                "create or replace temp table lineage_index_todo_edges as "
+                f"select todo.chunk, {', '.join(f'parents.{c}' for c in PARENT_COLUMNS)} "
+                f"from raw_lineage_parents as parents join {todo} as todo using (asset_digest)"
+            )
+            for number in range(1, chunks + 1):
+                records = lake.execute(
+                    f"select * exclude (chunk) from {todo} where chunk = {number} "
+                    "order by asset_digest"
+                ).fetchall()
+                parents = lake.execute(
+                    f"select * exclude (chunk) from {edges} where chunk = {number} "
+                    "order by asset_digest, position"
+                ).fetchall()
+                copied += self._insert(records, parents)
         finally:
-            lake.execute("drop table if exists temp.main.lineage_index_todo")
-        return self.add(records, edges)
+            lake.execute(f"drop table if exists {todo}")
+            lake.execute(f"drop table if exists {edges}")
+        return copied
 
 
 _KINDS = tuple("json" if c in _JSON else "time" if c in _TIMES else "" for c in COLUMNS)
