@@ -26,7 +26,7 @@ import duckdb
 from factory.floor import LatencyBudget, PriceCard
 from storage.warehouse.schema import read_sql, sql_string
 
-# Views in dependency order: each file creates the view named after it.
+# Models in dependency order: each file creates the view (or table) named after it.
 MODELS: tuple[str, ...] = (
     "staging/stg_events",
     "staging/stg_availability",
@@ -51,7 +51,7 @@ MATERIALISED: dict[str, str] = {
     "int_deliverable_models": "int_deliveries",
 }
 MARTS: tuple[str, ...] = tuple(m.split("/")[1] for m in MODELS if m.startswith("marts/"))
-# Every view (staging, intermediate, marts): what an export carries, so the analysts'
+# Every model (staging, intermediate, marts): what an export carries, so the analysts'
 # queries over any layer run on it.
 VIEWS: tuple[str, ...] = tuple(m.split("/")[1] for m in MODELS)
 
