@@ -8,19 +8,15 @@
 -- event with the same output digest stands in. Hits neither finds are
 -- unresolved_hits and save nothing here. Avoided seconds are priced at the original
 -- device class's rate; the hits' own lookup seconds are hit_cost.
+--
+-- Counts and the hits' own cost come from every completed and hit event; what the
+-- hits avoided is worked out for the hits alone (an eighth of the events, or so) and
+-- joined on per day, stage and model.
 
 with events as (
 
     select * from int_events_priced
-
-),
-
--- Only the columns read below: this CTE is read twice, so it is materialised, and a
--- materialised CTE carries every column it selects.
-floor_events as (
-
-    select event_id, status, output_digest, device_seconds, device_class, started
-    from stg_events
+    where status in ('completed', 'cache_hit')
 
 ),
 
@@ -32,7 +28,8 @@ default_price as (
 
 hits as (
 
-    select * from floor_events
+    select event_id, day, stage, attributed_model as model, output_digest
+    from int_events_attributed
     where status = 'cache_hit'
 
 ),
@@ -69,7 +66,7 @@ from_events as (
         arg_min(device_seconds, started) as device_seconds,
         arg_min(device_class, started) as device_class
 
-    from floor_events
+    from stg_events
     where status = 'completed' and output_digest in (select output_digest from hits)
     group by output_digest
 
@@ -78,7 +75,9 @@ from_events as (
 resolved as (
 
     select
-        hits.event_id,
+        hits.day,
+        hits.stage,
+        hits.model,
         coalesce(from_lineage.device_seconds, from_events.device_seconds)
             as avoided_device_seconds,
         coalesce(from_lineage.device_class, from_events.device_class) as original_device_class,
@@ -93,55 +92,72 @@ resolved as (
 
 ),
 
-outcomes as (
+avoided as (
 
     select
-        events.day,
-        events.stage,
-        events.attributed_model as model,
-        events.status,
-        events.device_seconds,
-        events.cost,
-        resolved.avoided_device_seconds,
-        resolved.avoided_device_seconds / 3600.0
-        * coalesce(original_price.per_device_hour, default_price.per_device_hour)
-            as avoided_cost,
-        resolved.resolved_from,
-        events.currency
+        resolved.day,
+        resolved.stage,
+        resolved.model,
+        sum(resolved.avoided_device_seconds) as avoided_device_seconds,
+        sum(
+            resolved.avoided_device_seconds / 3600.0
+            * coalesce(original_price.per_device_hour, default_price.per_device_hour)
+        ) as avoided_cost,
+        count(*) filter (where resolved.resolved_from = 'lineage') as resolved_from_lineage,
+        count(*) filter (where resolved.resolved_from = 'event') as resolved_from_events,
+        count(*) filter (where resolved.resolved_from is null) as unresolved_hits
 
-    from events
+    from resolved
     cross join default_price
-    left join resolved on resolved.event_id = events.event_id
     left join price_card as original_price
         on original_price.device_class = resolved.original_device_class
-    where events.status in ('completed', 'cache_hit')
+    group by resolved.day, resolved.stage, resolved.model
 
 ),
 
-final as (
+counted as (
 
     select
         day,
         stage,
-        model,
+        attributed_model as model,
         count(*) filter (where status = 'cache_hit') as hits,
         count(*) filter (where status = 'completed') as computed,
         count(*) filter (where status = 'cache_hit') / count(*) as hit_rate,
         coalesce(sum(device_seconds) filter (where status = 'cache_hit'), 0)
             as hit_device_seconds,
         coalesce(sum(cost) filter (where status = 'cache_hit'), 0) as hit_cost,
-        coalesce(sum(avoided_device_seconds), 0) as avoided_device_seconds,
-        coalesce(sum(avoided_cost), 0) as avoided_cost,
-        coalesce(sum(avoided_cost), 0)
-        - coalesce(sum(cost) filter (where status = 'cache_hit'), 0) as net_saved,
-        count(*) filter (where resolved_from = 'lineage') as resolved_from_lineage,
-        count(*) filter (where resolved_from = 'event') as resolved_from_events,
-        count(*) filter (where status = 'cache_hit' and resolved_from is null)
-            as unresolved_hits,
         any_value(currency) as currency
 
-    from outcomes
-    group by day, stage, model
+    from events
+    group by day, stage, attributed_model
+
+),
+
+final as (
+
+    select
+        counted.day,
+        counted.stage,
+        counted.model,
+        counted.hits,
+        counted.computed,
+        counted.hit_rate,
+        counted.hit_device_seconds,
+        counted.hit_cost,
+        coalesce(avoided.avoided_device_seconds, 0) as avoided_device_seconds,
+        coalesce(avoided.avoided_cost, 0) as avoided_cost,
+        coalesce(avoided.avoided_cost, 0) - counted.hit_cost as net_saved,
+        coalesce(avoided.resolved_from_lineage, 0) as resolved_from_lineage,
+        coalesce(avoided.resolved_from_events, 0) as resolved_from_events,
+        coalesce(avoided.unresolved_hits, 0) as unresolved_hits,
+        counted.currency
+
+    from counted
+    left join avoided
+        on avoided.day = counted.day
+        and avoided.stage = counted.stage
+        and avoided.model = counted.model
 
 )
 

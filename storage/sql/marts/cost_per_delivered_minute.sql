@@ -50,14 +50,20 @@ costs as (
 ),
 
 -- Where lineage cannot say which models made a deliverable: the order's accepted
--- segments per model.
+-- segments per model. Counted from the events' passes (int_segment_passes' outcome
+-- and model are each pass's pass_outcome and pass_model), so that only the orders
+-- in question are grouped, not every pass of the floor.
 accepted_segments as (
 
-    select order_id, model, count(distinct segment_index) as segments
-    from int_segment_passes
-    where outcome = 'accepted'
+    select
+        order_id,
+        coalesce(pass_model, '(unknown)') as model,
+        count(distinct segment_index) as segments
+
+    from int_events_attributed
+    where pass_outcome = 'accepted'
         and order_id in (select order_id from delivered where not attributed)
-    group by order_id, model
+    group by order_id, coalesce(pass_model, '(unknown)')
 
 ),
 
@@ -88,21 +94,37 @@ model_minutes as (
 
 ),
 
+-- A join to the model's totals rather than a window over them: the window sorted
+-- every order's rows.
+model_totals as (
+
+    select order_id, model, sum(device_seconds) as device_seconds, sum(events) as events
+    from costs
+    group by order_id, model
+
+),
+
 device_shares as (
 
     select
-        order_id,
-        model,
-        device_class,
+        devices.order_id,
+        devices.model,
+        devices.device_class,
         case
-            when sum(sum(device_seconds)) over model_in_order > 0
-                then sum(device_seconds) / sum(sum(device_seconds)) over model_in_order
-            else sum(events) / sum(sum(events)) over model_in_order
+            when model_totals.device_seconds > 0
+                then devices.device_seconds / model_totals.device_seconds
+            else devices.events / model_totals.events
         end as share
 
-    from costs
-    group by order_id, model, device_class
-    window model_in_order as (partition by order_id, model)
+    from (
+        select order_id, model, device_class, sum(device_seconds) as device_seconds,
+            sum(events) as events
+        from costs
+        group by order_id, model, device_class
+    ) as devices
+    join model_totals
+        on model_totals.order_id = devices.order_id
+        and model_totals.model = devices.model
 
 ),
 

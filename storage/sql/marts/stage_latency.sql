@@ -50,8 +50,8 @@ delivered_runs as (
         date_diff('microsecond', min(started), max(ended)) / 1000.0 as wall_ms
 
     from events
-    where flow_run_id in (select flow_run_id from events where is_delivery)
     group by flow_run_id
+    having bool_or(is_delivery)
 
 ),
 

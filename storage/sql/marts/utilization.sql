@@ -15,7 +15,7 @@ with availability as (
 
 events as (
 
-    select * from stg_events
+    select worker_id, device_class, started, ended, device_seconds from stg_events
 
 ),
 
