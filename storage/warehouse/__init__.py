@@ -11,8 +11,9 @@ One module a job:
 
 * ``schema``: the tables, defined once in ``storage/sql/schema.sql``
 * ``ingest``: store objects → tables, lineage through ``storage.lineage_reader``
-* ``models``: the config tables and the SQL views, recreated in order
+* ``models``: the config tables and the SQL models (views; a few tables ingest keeps)
 * ``lineage``: lookup and ancestry over the verified records
+* ``lineage_index``: the same records in SQLite beside the catalog, for ancestry in ms
 * ``export``: Parquet to a directory or S3 (httpfs), one DuckDB file, reading an export
 * ``summary``: the floor's numbers, from ``storage/sql/summary/*.sql``
 * ``lake``: where the lake is, this process's DuckDB with it attached, commit retries
