@@ -3,15 +3,24 @@
 -- Ingest asks this of each batch's lineage records, whose late arrival changes what
 -- an earlier delivery's minutes are attributed to (int_deliverable_models).
 
-with recursive made_from(asset_digest) as (
+with recursive
+
+-- Read once: the walk joins it at every level.
+edges as materialized (
+
+    select asset_digest, parent_digest from raw_lineage_parents
+
+),
+
+made_from(asset_digest) as (
 
     select unnest($1::varchar[])
 
     union
 
-    select parents.asset_digest
+    select edges.asset_digest
     from made_from
-    join raw_lineage_parents as parents on parents.parent_digest = made_from.asset_digest
+    join edges on edges.parent_digest = made_from.asset_digest
 
 )
 

@@ -171,12 +171,24 @@ def _prepare(
     index level with the lake; the objects loaded so far, those rejected, and each
     table's columns."""
     models.refresh(con, *config)
-    _forget_verified_rejections(con)
-    known = {row[0] for row in con.execute("select uri from ingested_objects").fetchall()}
-    rejected = {row[0] for row in con.execute("select uri from rejected_objects").fetchall()}
+    # One query for both lists: on a lake each query costs a read of the catalog.
+    objects = con.execute(
+        "select uri, kind from ingested_objects union all select uri, null from rejected_objects"
+    ).fetchall()
+    known = {uri for uri, kind in objects if kind is not None}
+    rejected = {uri for uri, kind in objects if kind is None}
+    stale = sorted(rejected & known)
+    if stale:  # loaded since, by another ingest (each forgets what it loads itself)
+        con.execute(f"delete from rejected_objects where uri in ({_literals(stale)})")
+        rejected -= known
     if index is not None:
-        index.catch_up(con, con.execute("select count(*) from raw_lineage").fetchone()[0])
+        # A record per lineage object loaded: when the index holds as many, it is level.
+        index.catch_up(con, sum(kind == "lineage" for _, kind in objects))
     return known, rejected, columns(con, _Batch.TABLES)
+
+
+def _literals(values: Sequence[str]) -> str:
+    return ", ".join(map(sql_string, values))
 
 
 def _index(index: LineageIndex, batch: "_Batch") -> None:
@@ -188,15 +200,6 @@ def _index(index: LineageIndex, batch: "_Batch") -> None:
         index.add(records, edges)
     except sqlite3.Error as error:
         log.warning("lineage index %s not updated (the next ingest retries): %s", index.path, error)
-
-
-def _forget_verified_rejections(con: duckdb.DuckDBPyConnection) -> None:
-    """Rejections of objects loaded since (by another ingest: each ingest forgets those
-    it loads itself as it loads them)."""
-    stale = "from rejected_objects where uri in (select uri from ingested_objects)"
-    # Only a real delete: an empty one would still be a write that other ingests race.
-    if con.execute(f"select count(*) {stale}").fetchone()[0]:
-        con.execute(f"delete {stale}")
 
 
 class _Batch:
@@ -277,9 +280,7 @@ class _Batch:
         loaded = {row["uri"] for row in batch.rows["ingested_objects"]}
         forget = sorted(loaded & batch.rejected_before)
         if forget:
-            con.execute(
-                f"delete from rejected_objects where uri in ({', '.join(map(sql_string, forget))})"
-            )
+            con.execute(f"delete from rejected_objects where uri in ({_literals(forget)})")
         if inserted.get("raw_events") or inserted.get("raw_lineage"):
             models.refresh_orders(con, batch.touched_orders(con))
         return inserted

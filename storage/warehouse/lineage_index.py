@@ -209,10 +209,11 @@ class LineageIndex:
     ) -> int:
         """Copy the records the lake (``lake``, holding ``lake_records``) has and the index
         lacks, ``chunk`` records a transaction, in digest order (B-tree appends); how
-        many. Nothing to do, the usual case, costs one small read."""
+        many. Nothing to do, the usual case, costs one small read of the index."""
         have = self.records()
         if have >= lake_records:
             return 0
+        lake_records = lake.execute("select count(*) from raw_lineage").fetchone()[0]
         indexed = (
             f"sqlite_scan({sql_string(str(self.path))}, 'lineage')"
             if self.exists()
