@@ -42,7 +42,7 @@ PARENT_COLUMNS = ("asset_digest", "position", "parent_digest", "parent_record_di
 _JSON = ("training_provenance", "royalty_routing", "parameters")
 _TIMES = ("started", "ended")
 
-# The walk, as storage/sql/README.md shows it to analysts.
+# The walk up from one asset (storage/sql/README.md shows analysts one like it).
 _EDGES = """
 with recursive walk(asset_digest, position, parent_digest, depth) as (
     select asset_digest, position, parent_digest, 1
@@ -115,7 +115,10 @@ class LineageIndex:
             return shallowest(c.execute(_EDGES, (digest, int(max_depth))).fetchall())
 
     def ancestry(self, digest: str, con: sqlite3.Connection | None = None) -> Ancestry:
-        """``digest``'s ancestry from the index; IntegrityError if a record is absent."""
+        """``digest``'s ancestry from the index; IntegrityError if a record is absent.
+
+        ``con``, when given, must not be inside a transaction (``reader`` gives such).
+        """
         with self._reading(con) as c:
             c.execute("begin")  # the edges and the records from one snapshot
             try:
