@@ -28,7 +28,7 @@ default_price as (
 
 hits as (
 
-    select event_id, day, stage, attributed_model as model, output_digest
+    select day, stage, attributed_model as model, output_digest
     from int_events_attributed
     where status = 'cache_hit'
 
@@ -66,8 +66,13 @@ from_events as (
         arg_min(device_seconds, started) as device_seconds,
         arg_min(device_class, started) as device_class
 
+    -- only for the hits the lineage did not resolve: it wins where it has a record
     from stg_events
-    where status = 'completed' and output_digest in (select output_digest from hits)
+    where status = 'completed'
+        and output_digest in (
+            select output_digest from hits
+            where output_digest not in (select asset_digest from from_lineage)
+        )
     group by output_digest
 
 ),
