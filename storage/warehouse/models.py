@@ -120,27 +120,35 @@ def refresh_orders(con: duckdb.DuckDBPyConnection, orders: Iterable[str]) -> Non
 
     Runs inside the caller's transaction (the one that loaded the rows that changed).
     """
-    scope = ", ".join(sql_string(order) for order in sorted(set(orders)))
+    scope = sorted(set(orders))
     if not scope:
         return
+    # A handful of orders (the end of a run) as an IN list, which plans fastest; a
+    # batch's few thousand as a list joined (as an IN list they cost 0.4 s a statement).
+    literals = ", ".join(map(sql_string, scope))
+    restrict = (
+        f"order_id in ({literals})"
+        if len(scope) <= 100
+        else f"order_id in (select unnest([{literals}]::varchar[]))"
+    )
     for model in MODELS:
         name = model.split("/")[1]
         if name in MATERIALISED:
-            con.execute(f"delete from {name} where order_id in ({scope})")
-            con.execute(f"insert into {name}\n{scoped(model, MATERIALISED[name], scope)}")
+            con.execute(f"delete from {name} where {restrict}")
+            con.execute(f"insert into {name}\n{scoped(model, MATERIALISED[name], restrict)}")
 
 
 _FIRST_WITH = re.compile(r"^with( recursive)?\s", re.M)
 
 
-def scoped(model: str, source: str, scope: str) -> str:
-    """The model's SQL with ``source`` restricted to the orders in ``scope`` (SQL
-    literals): a first CTE of the source's name, which the model then reads instead."""
+def scoped(model: str, source: str, restrict: str) -> str:
+    """The model's SQL with ``source`` restricted by ``restrict`` (a condition on its
+    rows): a first CTE of the source's name, which the model then reads instead."""
     sql = read_sql(model)
     first = _FIRST_WITH.search(sql)
     assert first is not None, f"{model}.sql does not start with a CTE"
     restricted = (
         f"with{first.group(1) or ''} {source} as (\n"
-        f"    select * from main.{source} where order_id in ({scope})\n),\n"
+        f"    select * from main.{source} where {restrict}\n),\n"
     )
     return sql[: first.start()] + restricted + sql[first.end() :]
