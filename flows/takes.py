@@ -9,9 +9,11 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from factory.assets import RunRecord, StageResult
 from factory.orders import Order
+from quality.thresholds import Thresholds
 from storage.cache import CacheMode
 from tasks.chain import SEGMENT_CHAIN, upstream_for
 from tasks.gate import GATE
+from tasks.judging import gates_expected
 from tasks.reuse import Reused
 from tasks.stage_tasks import STAGE_TASKS
 
@@ -54,7 +56,13 @@ class Takes:
         return "\n".join(lines)
 
 
-def run_takes(shared: dict[str, Any], order: Order, cache: CacheMode, reused: Reused) -> Takes:
+def run_takes(
+    shared: dict[str, Any],
+    order: Order,
+    thresholds: Thresholds,
+    cache: CacheMode,
+    reused: Reused,
+) -> Takes:
     """Take every segment through the chain until its gate accepts it or its takes run out.
 
     Each round submits one take of every segment still open (stage tasks run only for
@@ -86,7 +94,7 @@ def run_takes(shared: dict[str, Any], order: Order, cache: CacheMode, reused: Re
         results = {
             index: [resolved(output) for output in outputs] for index, outputs in chains.items()
         }
-        for index, judged in _judge_round(shared, cache, results, attempt).items():
+        for index, judged in _judge_round(shared, thresholds, cache, results, attempt).items():
             results[index].append(judged)
         open_segments = []
         for index, chain in results.items():
@@ -104,6 +112,7 @@ def run_takes(shared: dict[str, Any], order: Order, cache: CacheMode, reused: Re
 
 def _judge_round(
     shared: dict[str, Any],
+    thresholds: Thresholds,
     cache: CacheMode,
     chains: dict[int, list[StageResult]],
     attempt: dict[int, int],
@@ -118,7 +127,13 @@ def _judge_round(
     if not todo:
         return {}
     gate = STAGE_TASKS[GATE.name]
-    with ThreadPoolTaskRunner(max_workers=min(len(todo), GATE_THREADS)) as runner:
+    threads = min(len(todo), GATE_THREADS)
+    # Only the first wave is announced: a gate of the next wave starts when one of the
+    # first ends, and that one must not wait for it. Later waves share when they meet.
+    with (
+        gates_expected(thresholds, threads),
+        ThreadPoolTaskRunner(max_workers=threads) as runner,
+    ):
         futures = {
             index: runner.submit(
                 gate,

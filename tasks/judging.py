@@ -26,6 +26,10 @@ if TYPE_CHECKING:
     from quality.judge import Judge
     from quality.tables import Row
 
+# How long a measured segment waits for an announced gate that has not arrived, counted from
+# the last arrival: a stage task takes tens of milliseconds to start, more under load.
+LINGER_S = 1.0
+
 
 @contextmanager
 def judging(thresholds: Thresholds) -> Iterator["Judge"]:
@@ -33,6 +37,24 @@ def judging(thresholds: Thresholds) -> Iterator["Judge"]:
     shared = _shared(thresholds.model_dump_json())
     with shared.lock:
         yield shared.judge
+
+
+@contextmanager
+def gates_expected(thresholds: Thresholds, count: int) -> Iterator[None]:
+    """Announce ``count`` gates about to judge with ``thresholds`` side by side.
+
+    Until they have all arrived, a measured segment waits for the next one (up to
+    ``LINGER_S`` after the last arrival), so that they share one validation: their tasks
+    start one after another, and a small segment is measured before the next one arrives.
+    A gate that never judges (its task failed first) costs the others that wait, never a
+    verdict.
+    """
+    shared = _shared(thresholds.model_dump_json())
+    announced = shared.announce(count)
+    try:
+        yield
+    finally:
+        shared.withdraw(announced)
 
 
 def judge_segment(
@@ -66,12 +88,19 @@ class _Ticket:
         return self.verdict is not None or self.error is not None
 
 
+class _Announced:
+    """Gates announced together (``gates_expected``) that have not arrived yet."""
+
+    def __init__(self, count: int) -> None:
+        self.remaining = count
+
+
 class _SharedJudge:
     """A judge, and the segments measured for it that wait for a validation.
 
-    A segment is validated as soon as no other segment is being measured or waiting to be:
-    no thread ever waits for one that may not come, so a lone gate is judged at once, and
-    gates that run together (a round's gates, side by side) are judged in one validation.
+    The segments posted are validated as soon as no other segment is being measured or
+    waiting to be, and no announced gate is still to come: a lone gate is judged at once,
+    and gates that run together (a round's gates, side by side) in one validation.
     """
 
     def __init__(self, judge: "Judge") -> None:
@@ -84,6 +113,19 @@ class _SharedJudge:
         self._measuring = 0  # judgements that arrived and have not yet posted their row
         self._pending: list[_Ticket] = []
         self._validating = False
+        self._announced: list[_Announced] = []
+        self._last_news = time.monotonic()  # the last arrival or post
+
+    def announce(self, count: int) -> _Announced:
+        announced = _Announced(count)
+        with self._state:
+            self._announced.append(announced)
+        return announced
+
+    def withdraw(self, announced: _Announced) -> None:
+        with self._state:
+            self._announced.remove(announced)
+            self._state.notify_all()
 
     def judge_segment(
         self,
@@ -93,8 +135,7 @@ class _SharedJudge:
         attempt: int,
         device: DeviceTimer,
     ) -> Verdict:
-        with self._state:
-            self._measuring += 1
+        self._arrive()
         try:
             with self.lock, device():
                 row = self.judge.measure_segment(data, target, nonfinite)
@@ -113,27 +154,42 @@ class _SharedJudge:
         assert ticket.verdict is not None
         return ticket.verdict
 
+    def _arrive(self) -> None:
+        with self._state:
+            self._measuring += 1
+            self._last_news = time.monotonic()
+            # Which announcement a gate belonged to does not matter: only how many are due.
+            for announced in self._announced:
+                if announced.remaining:
+                    announced.remaining -= 1
+                    break
+
     def _posted(self, ticket: _Ticket | None) -> list[_Ticket]:
         """Post a measured row (None: the measuring failed); wait until it is validated or
         this thread is the one to validate the pending rows, which it then gets."""
         with self._state:
             self._measuring -= 1
+            self._last_news = time.monotonic()
             if ticket is not None:
                 self._pending.append(ticket)
             self._state.notify_all()
             if ticket is None:
                 return []
-            self._state.wait_for(
-                lambda: (
-                    ticket.done
-                    or (not self._validating and not self._measuring and ticket in self._pending)
-                )
-            )
-            if ticket.done:
-                return []
-            batch, self._pending = self._pending, []
-            self._validating = True
-            return batch
+            while not ticket.done:
+                ready = not self._validating and not self._measuring and ticket in self._pending
+                linger = self._linger_s() if ready else None
+                if ready and linger <= 0:
+                    batch, self._pending = self._pending, []
+                    self._validating = True
+                    return batch
+                self._state.wait(linger)
+            return []
+
+    def _linger_s(self) -> float:
+        """How much longer to wait for an announced gate still to come (0: none is due)."""
+        if not any(announced.remaining for announced in self._announced):
+            return 0.0
+        return LINGER_S - (time.monotonic() - self._last_news)
 
     def _validate(self, batch: list[_Ticket]) -> None:
         start = time.perf_counter()
