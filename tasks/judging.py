@@ -43,11 +43,11 @@ def judging(thresholds: Thresholds) -> Iterator["Judge"]:
 def gates_expected(thresholds: Thresholds, count: int) -> Iterator[None]:
     """Announce ``count`` gates about to judge with ``thresholds`` side by side.
 
-    Until they have all arrived, a measured segment waits for the next one (up to
-    ``LINGER_S`` after the last arrival), so that they share one validation: their tasks
-    start one after another, and a small segment is measured before the next one arrives.
-    A gate that never judges (its task failed first) costs the others that wait, never a
-    verdict.
+    Until they have all arrived (or ``LINGER_S`` passed since the last arrival), a gate
+    waits before measuring: their tasks start one after another, a small segment is measured
+    before the next gate arrives, and a task starting beside a measuring would swell its
+    device time. Then they measure one at a time and share one validation. A gate that
+    never judges (its task failed first) costs the others a wait, never a verdict.
     """
     shared = _shared(thresholds.model_dump_json())
     announced = shared.announce(count)
@@ -101,6 +101,7 @@ class _SharedJudge:
     The segments posted are validated as soon as no other segment is being measured or
     waiting to be, and no announced gate is still to come: a lone gate is judged at once,
     and gates that run together (a round's gates, side by side) in one validation.
+    Waiting is never device time: only measuring and a share of the validation are.
     """
 
     def __init__(self, judge: "Judge") -> None:
@@ -137,6 +138,7 @@ class _SharedJudge:
     ) -> Verdict:
         self._arrive()
         try:
+            self._await_company()
             with self.lock, device():
                 row = self.judge.measure_segment(data, target, nonfinite)
         except BaseException:
@@ -163,6 +165,15 @@ class _SharedJudge:
                 if announced.remaining:
                     announced.remaining -= 1
                     break
+            self._state.notify_all()
+
+    def _await_company(self) -> None:
+        """Wait for the announced gates still to come before measuring: their tasks' start
+        (Prefect's bookkeeping, fetching the segment) would otherwise share the cores with
+        this measuring and swell its device time."""
+        with self._state:
+            while (linger := self._linger_s()) > 0:
+                self._state.wait(linger)
 
     def _posted(self, ticket: _Ticket | None) -> list[_Ticket]:
         """Post a measured row (None: the measuring failed); wait until it is validated or
