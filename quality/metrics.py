@@ -30,6 +30,8 @@ from quality.thresholds import BlackDetection, FrozenDetection, load_thresholds
 _X264_SEI = b"x264 - core"
 # Rows of uint8 samples whose column sums cannot overflow uint16: 257 × 255 = 65535.
 _ROWS_PER_UINT16_SUM = 257
+# Rows compared at a time when deciding whether a frame is frozen (see _within_noise).
+_DIFFERENCE_ROWS = 32
 
 # A frame's Y, U and V planes (yuv420p), each (rows, columns) uint8.
 Planes = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -262,14 +264,21 @@ class _FreezeTracker:
         # The summed absolute difference over every plane is at least the one over luma,
         # which is at least the difference of the luma sums: frames whose luma sums differ
         # by more than the limit are not frozen, with no sample-by-sample comparison and
-        # no pass over the chroma (most frames of moving video). The +1 absorbs rounding.
+        # no pass over the chroma. The +1 absorbs rounding.
         if abs(luma_sum - self.reference_luma_sum) > limit + 1:
             return False
         total = 0
         for plane, reference in zip(planes, self.reference, strict=True):
-            # |a - b| without widening: max - min of two uint8 arrays cannot overflow.
-            difference = np.maximum(plane, reference) - np.minimum(plane, reference)
-            total += int(difference.sum(dtype=np.uint64))
+            for row in range(0, plane.shape[0], _DIFFERENCE_ROWS):
+                rows = slice(row, row + _DIFFERENCE_ROWS)
+                # |a - b| without widening: max - min of two uint8 arrays cannot overflow.
+                difference = np.maximum(plane[rows], reference[rows])
+                difference -= np.minimum(plane[rows], reference[rows])
+                total += _plane_sum(difference)
+                # Frames of noise have near-equal means but differ everywhere: a few rows
+                # already exceed the limit, and the rest could only add to it.
+                if total > limit + 1:
+                    return False
         # freezedetect's own arithmetic, so a frame on the boundary is decided alike.
         return float(total) / samples / 256 <= self.noise
 
