@@ -81,7 +81,7 @@ def produce(
         "context": quote(context),
     }
     reused = reuse_task(**shared) if cache == "use" else Reused.nothing(len(order.segments))
-    takes = run_takes(shared, order, cache, reused)
+    takes = run_takes(shared, order, production.thresholds, cache, reused)
     if takes.exhausted:
         close_floor_books(resources, context, started, ingest=floor)
         raise QualityRejected(takes.report(order))
