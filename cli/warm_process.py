@@ -47,12 +47,36 @@ WARM_IMPORTS = (
     "storage.inputs",
     "storage.assets",
     "media.devices",
+    # What a fully cached run imports on its way (bench/RESULTS.md, "warm starter"):
+    # Prefect's engines, the warehouse's pandas, the inputs' image and font readers.
+    "prefect.flow_engine",
+    "prefect.task_engine",
+    "prefect.engine",
+    "prefect.concurrency.sync",
+    "prefect.telemetry.run_telemetry",
+    "prefect.utilities.visualization",
+    "fastapi",
+    "anyio._backends._asyncio",
+    "opentelemetry._logs",
+    "encodings.idna",
+    "rich.json",
     "duckdb",
+    "pandas",
+    "numpy",
+    "PIL.Image",
+    "fontTools.ttLib.tables._c_m_a_p",
+    "fontTools.ttLib.tables._m_a_x_p",
+    "fontTools.ttLib.tables._p_o_s_t",
+    "fontTools.unicode",
+    "_strptime",
+    "tarfile",
 )
 
 
 @dataclass
 class Child:
+    """A command being served: the forked process and its launcher's connection."""
+
     pid: int
     conn: socket.socket
     pidfd: int
@@ -68,109 +92,193 @@ def warm_up() -> dict[str, str]:
     warm.apply_quiet_defaults(verbose=False)
     for name in WARM_IMPORTS:
         __import__(name)
+    # The image formats a run's inputs come in (PNG, JPEG, ...), registered as on first open.
+    sys.modules["PIL.Image"].preinit()
     for name in [name for name in sys.modules if name == "cli" or name.startswith("cli.")]:
         # This module keeps its own reference to cli.warm; children import theirs afresh.
         del sys.modules[name]
     return environment
 
 
-def serve(server_dir: Path) -> None:
-    environment = warm_up()
-    fingerprint = warm.code_fingerprint()
-    folder = warm.warm_dir(server_dir)
-    path = folder / warm.SOCKET_FILE
-    path.unlink(missing_ok=True)
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(str(path))
-    listener.listen(16)
-    stopping = False
+class Starter:
+    """The listening socket, the commands being served, and the loop that watches them."""
 
-    def on_term(signum: int, frame: object) -> None:
-        nonlocal stopping
-        stopping = True
+    def __init__(self, server_dir: Path, environment: dict[str, str]) -> None:
+        self.environment = environment
+        self.fingerprint = warm.code_fingerprint()
+        self.folder = warm.warm_dir(server_dir)
+        self.path = self.folder / warm.SOCKET_FILE
+        self.path.unlink(missing_ok=True)
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(str(self.path))
+        self.listener.listen(16)
+        # SIGTERM wakes the loop through this pair (select would otherwise sleep on).
+        self.wake_read, self.wake_write = socket.socketpair()
+        for end in (self.wake_read, self.wake_write):
+            end.setblocking(False)
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(self.listener, selectors.EVENT_READ, "accept")
+        self.selector.register(self.wake_read, selectors.EVENT_READ, "wake")
+        self.children: dict[int, Child] = {}
+        self.stopping = False
 
-    signal.signal(signal.SIGTERM, on_term)
-    state = warm.WarmState(
-        pid=os.getpid(),
-        socket=path,
-        started=datetime.now(UTC),
-        fingerprint=fingerprint,
-        log=folder / warm.LOG_FILE,
-    )
-    temp = folder / f".{warm.STATE_FILE}.{os.getpid()}"
-    temp.write_text(state.model_dump_json(indent=2))
-    temp.replace(folder / warm.STATE_FILE)
-    log(f"listening on {path} (pid {os.getpid()}, threads {threading.active_count()})")
+    def serve(self, server_dir: Path) -> None:
+        signal.set_wakeup_fd(self.wake_write.fileno())
+        signal.signal(signal.SIGTERM, self._on_term)
+        state = warm.WarmState(
+            pid=os.getpid(),
+            socket=self.path,
+            started=datetime.now(UTC),
+            fingerprint=self.fingerprint,
+            log=self.folder / warm.LOG_FILE,
+        )
+        temp = self.folder / f".{warm.STATE_FILE}.{os.getpid()}"
+        temp.write_text(state.model_dump_json(indent=2))
+        temp.replace(self.folder / warm.STATE_FILE)
+        log(f"listening on {self.path} (pid {os.getpid()}, threads {threading.active_count()})")
+        try:
+            while not self.stopping:
+                for key, _ in self.selector.select():
+                    if key.data == "accept":
+                        self.accept(self.listener.accept()[0])
+                    elif key.data == "wake":
+                        with contextlib.suppress(OSError):
+                            self.wake_read.recv(4096)
+                    elif key.data[0] == "conn":
+                        self.relay(key.data[1])
+                    else:
+                        self.reap(key.data[1])
+        finally:
+            self.listener.close()
+            self.path.unlink(missing_ok=True)
+            current = warm.read_state(server_dir)
+            if current is not None and current.pid == os.getpid():
+                (self.folder / warm.STATE_FILE).unlink(missing_ok=True)
+            log(f"stopped; {len(self.children)} command(s) still running finish on their own")
 
-    selector = selectors.DefaultSelector()
-    selector.register(listener, selectors.EVENT_READ, None)
-    children: dict[int, Child] = {}
-    try:
-        while not stopping:
-            for key, _ in selector.select(timeout=1.0):
-                if key.data is None:
-                    conn, _ = listener.accept()
-                    child = accept(conn, environment, fingerprint, selector, listener, children)
-                    if child is not None:
-                        children[child.pid] = child
-                        selector.register(child.conn, selectors.EVENT_READ, ("conn", child))
-                        selector.register(child.pidfd, selectors.EVENT_READ, ("exit", child))
-                elif key.data[0] == "conn":
-                    relay(key.data[1], selector)
-                else:
-                    reap(key.data[1], selector, children)
-    finally:
-        listener.close()
-        path.unlink(missing_ok=True)
-        current = warm.read_state(server_dir)
-        if current is not None and current.pid == os.getpid():
-            (folder / warm.STATE_FILE).unlink(missing_ok=True)
-        log(f"stopped; {len(children)} command(s) still running finish on their own")
+    def _on_term(self, signum: int, frame: object) -> None:
+        self.stopping = True
 
+    def accept(self, conn: socket.socket) -> None:
+        """Read one request and fork its child, or refuse it; the child never returns."""
+        fds: list[int] = []
+        child = None
+        try:
+            conn.settimeout(REQUEST_TIMEOUT_S)
+            credentials = conn.getsockopt(
+                socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")
+            )
+            peer_uid = struct.unpack("3i", credentials)[1]
+            if peer_uid != os.getuid():
+                log(f"refused a connection from uid {peer_uid}")
+                return
+            header, fds, _, _ = socket.recv_fds(conn, HEADER.size, 3)
+            request = json.loads(receive(conn, HEADER.unpack(header)[0]))
+            reason = self.refusal(request, fds)
+            if reason is not None:
+                log(f"refused {request.get('argv')!r}: {reason}")
+                send(conn, {"refused": reason})
+                return
+            sys.stdout.flush()
+            sys.stderr.flush()
+            pid = os.fork()
+            if pid == 0:
+                self.run_child(conn, fds, request)
+            child = Child(pid=pid, conn=conn, pidfd=os.pidfd_open(pid))
+            self.children[pid] = child
+            self.selector.register(conn, selectors.EVENT_READ, ("conn", child))
+            self.selector.register(child.pidfd, selectors.EVENT_READ, ("exit", child))
+            log(f"serving {request['argv']!r} in {request['cwd']} as pid {pid}")
+            conn.settimeout(None)
+            send(conn, {"pid": pid})
+        except (OSError, ValueError, KeyError, TypeError, struct.error) as error:
+            log(f"dropped a request: {error!r}")
+        finally:
+            for fd in fds:
+                os.close(fd)
+            if child is None:
+                conn.close()
 
-def accept(
-    conn: socket.socket,
-    environment: dict[str, str],
-    fingerprint: str,
-    selector: selectors.BaseSelector,
-    listener: socket.socket,
-    children: dict[int, "Child"],
-) -> Child | None:
-    """Read one request and fork its child, or refuse it; the child never returns."""
-    fds: list[int] = []
-    child = None
-    try:
-        conn.settimeout(REQUEST_TIMEOUT_S)
-        peer_uid = struct.unpack("3i", conn.getsockopt(
-            socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))[1]  # fmt: skip
-        if peer_uid != os.getuid():
-            log(f"refused a connection from uid {peer_uid}")
-            return None
-        header, fds, _, _ = socket.recv_fds(conn, HEADER.size, 3)
-        request = json.loads(receive(conn, HEADER.unpack(header)[0]))
-        reason = refusal(request, fds, environment, fingerprint)
-        if reason is not None:
-            log(f"refused {request.get('argv')!r}: {reason}")
-            send(conn, {"refused": reason})
-            return None
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:
-            run_child(conn, fds, request, selector, listener, children)
-        child = Child(pid=pid, conn=conn, pidfd=os.pidfd_open(pid))
-        log(f"serving {request['argv']!r} in {request['cwd']} as pid {pid}")
-        conn.settimeout(None)
-        send(conn, {"pid": pid})
-        return child
-    except (OSError, ValueError, KeyError, TypeError, struct.error) as error:
-        log(f"dropped a request: {error!r}")
-        return child
-    finally:
-        for fd in fds:
-            os.close(fd)
-        if child is None:
-            conn.close()
+    def refusal(self, request: dict, fds: list[int]) -> str | None:
+        if len(fds) != 3:
+            return f"{len(fds)} file descriptors instead of stdin, stdout and stderr"
+        if (reason := warm.unserved_reason(request["argv"])) is not None:
+            return reason
+        if differing := warm.environment_difference(self.environment, request["env"]):
+            return f"environment differs: {', '.join(differing[:10])}"
+        if warm.code_fingerprint() != self.fingerprint:
+            return "the code on disk changed since the warm process imported it"
+        if not os.path.isdir(request["cwd"]):
+            return f"{request['cwd']} is not a directory here"
+        if (threads := threading.active_count()) != 1:
+            return f"{threads} threads run in the warm process; it forks only with one"
+        return None
+
+    def relay(self, child: Child) -> None:
+        """A signal the launcher forwards, or its end closing (the user's process is gone)."""
+        try:
+            data = child.conn.recv(4096)
+        except OSError:
+            data = b""
+        if not data:
+            self.selector.unregister(child.conn)
+            _signal(child, signal.SIGTERM)
+            return
+        for line in data.splitlines():
+            try:
+                number = int(json.loads(line)["signal"])
+            except (ValueError, KeyError, TypeError):
+                continue
+            if number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                _signal(child, number)
+
+    def reap(self, child: Child) -> None:
+        """The child ended: report a death by signal (a normal exit reports itself)."""
+        _, status = os.waitpid(child.pid, 0)
+        self.selector.unregister(child.pidfd)
+        os.close(child.pidfd)
+        child.pidfd = -1
+        if os.WIFSIGNALED(status):
+            with contextlib.suppress(OSError):
+                send(child.conn, {"signal": os.WTERMSIG(status)})
+        with contextlib.suppress(KeyError):
+            self.selector.unregister(child.conn)
+        child.conn.close()
+        del self.children[child.pid]
+
+    def run_child(self, conn: socket.socket, fds: list[int], request: dict) -> None:
+        """In the forked child: become the caller's process, run the CLI, exit with its code."""
+        code = 1
+        try:
+            # Closing (not unregistering: the epoll set is shared with the parent) what
+            # belongs to the warm process and to the other commands it serves.
+            signal.set_wakeup_fd(-1)
+            self.selector.close()
+            for own in (self.listener, self.wake_read, self.wake_write):
+                own.close()
+            for other in self.children.values():
+                other.conn.close()
+                os.close(other.pidfd)
+            for number in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
+                signal.signal(number, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            for target, fd in enumerate(fds):
+                os.dup2(fd, target)
+                os.close(fd)
+            fds.clear()
+            os.chdir(request["cwd"])
+            os.umask(request["umask"])
+            os.environ.clear()
+            os.environ.update(request["env"])
+            sys.argv = list(request["argv"])
+            # As a fresh interpreter would have it: line-buffered on a terminal.
+            sys.stdout.reconfigure(line_buffering=os.isatty(1))
+            code = run_main()
+        finally:
+            try:
+                send(conn, {"exit": code})
+            finally:
+                os._exit(code)
 
 
 def receive(conn: socket.socket, length: int) -> bytes:
@@ -185,107 +293,15 @@ def receive(conn: socket.socket, length: int) -> bytes:
     return data
 
 
-def refusal(
-    request: dict, fds: list[int], environment: dict[str, str], fingerprint: str
-) -> str | None:
-    if len(fds) != 3:
-        return f"{len(fds)} file descriptors instead of stdin, stdout and stderr"
-    if (reason := warm.unserved_reason(request["argv"])) is not None:
-        return reason
-    if differing := warm.environment_difference(environment, request["env"]):
-        return f"environment differs: {', '.join(differing[:10])}"
-    if warm.code_fingerprint() != fingerprint:
-        return "the code on disk changed since the warm process imported it"
-    if not os.path.isdir(request["cwd"]):
-        return f"{request['cwd']} is not a directory here"
-    if (threads := threading.active_count()) != 1:
-        return f"{threads} threads run in the warm process; it forks only with one"
-    return None
-
-
 def send(conn: socket.socket, message: dict) -> None:
     conn.sendall(json.dumps(message).encode() + b"\n")
 
 
-def relay(child: Child, selector: selectors.BaseSelector) -> None:
-    """A signal the launcher forwards, or its end closing (the user's process is gone)."""
-    try:
-        data = child.conn.recv(4096)
-    except OSError:
-        data = b""
-    if not data:
-        selector.unregister(child.conn)
-        if child.pidfd >= 0:
-            _signal(child, signal.SIGTERM)
-        return
-    for line in data.splitlines():
-        try:
-            number = int(json.loads(line)["signal"])
-        except (ValueError, KeyError, TypeError):
-            continue
-        if number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            _signal(child, number)
-
-
-def reap(child: Child, selector: selectors.BaseSelector, children: dict[int, Child]) -> None:
-    """The child ended: report a death by signal (a normal exit reports itself)."""
-    _, status = os.waitpid(child.pid, 0)
-    selector.unregister(child.pidfd)
-    os.close(child.pidfd)
-    child.pidfd = -1
-    if os.WIFSIGNALED(status):
-        with contextlib.suppress(OSError):
-            send(child.conn, {"signal": os.WTERMSIG(status)})
-    with contextlib.suppress(KeyError):
-        selector.unregister(child.conn)
-    child.conn.close()
-    del children[child.pid]
-
-
 def _signal(child: Child, number: int) -> None:
-    # Only while unreaped: until then the PID cannot belong to anyone else.
+    # Through the pidfd, and only while unreaped: the PID cannot belong to anyone else.
     if child.pidfd >= 0:
-        signal.pidfd_send_signal(child.pidfd, number)
-
-
-def run_child(
-    conn: socket.socket,
-    fds: list[int],
-    request: dict,
-    selector: selectors.BaseSelector,
-    listener: socket.socket,
-    children: dict[int, Child],
-) -> None:
-    """In the forked child: become the caller's process, run the CLI, exit with its code."""
-    code = 1
-    try:
-        # Closing (not unregistering: the epoll set is shared with the parent) what
-        # belongs to the warm process and to the other commands it serves.
-        selector.close()
-        listener.close()
-        for other in children.values():
-            other.conn.close()
-            os.close(other.pidfd)
-        for number in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
-            signal.signal(number, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        for target, fd in enumerate(fds):
-            os.dup2(fd, target)
-            os.close(fd)
-        fds.clear()
-        os.chdir(request["cwd"])
-        os.umask(request["umask"])
-        os.environ.clear()
-        os.environ.update(request["env"])
-        sys.argv = list(request["argv"])
-        # As a fresh interpreter would have it: line-buffered on a terminal.
-        sys.stdout.reconfigure(line_buffering=os.isatty(1))
-        code = run_main()
-    finally:
-        try:
-            send(conn, {"exit": code})
-        finally:
-            os._exit(code)
+        with contextlib.suppress(ProcessLookupError):
+            signal.pidfd_send_signal(child.pidfd, number)
 
 
 def run_main() -> int:
@@ -327,7 +343,8 @@ def exit_code(value: object) -> int:
 
 
 def main() -> None:
-    serve(Path(sys.argv[1]))
+    server_dir = Path(sys.argv[1])
+    Starter(server_dir, warm_up()).serve(server_dir)
 
 
 if __name__ == "__main__":
