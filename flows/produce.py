@@ -20,7 +20,7 @@ from storage.inputs import InputSource
 from storage.open import open_store
 from tasks.chain import FINAL
 from tasks.delivery import publish_delivery
-from tasks.floor import close_floor_books
+from tasks.floor import close_floor_books, open_floor_ahead
 from tasks.openlineage_runs import flow_completed, flow_failed, flow_started
 from tasks.prepare import check_order, prepare
 from tasks.provenance import RunContext
@@ -68,6 +68,8 @@ def produce(
     inputs = InputSource(open_store(store or settings.store_spec, timeouts), timeouts)
     checked = check_order(order, models, settings.models_dir, inputs)
     resources = open_resources(settings, device_class(), store, models)
+    if floor:
+        open_floor_ahead(resources)
     context = RunContext(order_id=order.id, flow_run_id=str(flow_run.id))
     flow_started(resources, context)
     production = prepare(order, resources, checked, context)

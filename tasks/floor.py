@@ -6,6 +6,8 @@ database. Failed attempts count their elapsed time as device time: the device
 was held, and failed work costs money too.
 """
 
+import contextlib
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -19,6 +21,7 @@ from factory.floor import EventStatus, FloorEvent, WorkerAvailability
 from storage.floor_events import EventWriter
 from storage.objectstore import ObjectStore
 from storage.warehouse import Warehouse, summary
+from storage.warehouse.summary import MARKDOWN_LISTS
 from tasks.clock import TASK_RETRIES, is_transient_error
 from tasks.provenance import RunContext
 from tasks.resources import Resources
@@ -101,6 +104,20 @@ def _write_quietly(store: ObjectStore, event: FloorEvent) -> None:
         return
 
 
+def open_floor_ahead(resources: Resources) -> None:
+    """Open the warehouse in a thread now, so the end-of-run ingest finds it attached.
+
+    The ingest waits for the attach (the lake's own lock) and fails, as it would have
+    anyway, if attaching failed: here the error is left to it.
+    """
+
+    def attach() -> None:
+        with contextlib.suppress(Exception):
+            Warehouse(resources.warehouse).open_ahead()
+
+    threading.Thread(target=attach, name="floor-open-ahead").start()
+
+
 def close_floor(
     resources: Resources, context: RunContext, started: datetime, *, ingest: bool
 ) -> str | None:
@@ -126,7 +143,7 @@ def close_floor(
     try:
         warehouse = Warehouse(resources.warehouse)
         report = warehouse.ingest(resources.store, resources.trust_anchor)
-        floor = summary(warehouse).markdown()
+        floor = summary(warehouse, lists=MARKDOWN_LISTS).markdown()
     except Exception as error:
         # The run's work is done and its events are in the store: a warehouse that cannot
         # take them now (unreachable catalog, commit races past its patience, a bug) is
