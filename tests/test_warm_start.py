@@ -149,8 +149,8 @@ def test_ctrl_c_stops_the_served_child(warm: Warm, tmp_path: Path):
     assert launcher.poll() is None and not _gone(child)
     launcher.send_signal(signal.SIGINT)
     stdout, stderr = launcher.communicate(timeout=120)
+    # As in-process: Prefect ends the interrupted flow run and the command exits 130.
     assert launcher.returncode == 130, stderr[-3000:]
-    assert "interrupted" in stderr
     assert _wait_gone(child)
     assert not (tmp_path / "slow.mp4").exists()
 
