@@ -101,12 +101,15 @@ def status(settings: Settings) -> ServerStatus:
     )
 
 
-def ensure_running(settings: Settings, warm_wait_s: float = 0.0) -> tuple[ServerState, bool]:
+def ensure_running(
+    settings: Settings, warm_wait_s: float = 0.0, *, warm_for_this_environment: bool = False
+) -> tuple[ServerState, bool]:
     """The running server, started (and waited for) when there is none; True if started here.
 
     The warm starter beside it (cli.warm) is started too when it is not running or runs
-    older code, unless FACTORY_WARM_START=off; ``warm_wait_s`` is how long to wait for it
-    to listen (a `factory run` does not wait: the next run finds it).
+    older code (or, with ``warm_for_this_environment``, serves another environment),
+    unless FACTORY_WARM_START=off; ``warm_wait_s`` is how long to wait for it to listen
+    (a `factory run` does not wait: the next run finds it).
     """
     server_dir = settings.server_dir
     with _locked(server_dir):
@@ -118,7 +121,7 @@ def ensure_running(settings: Settings, warm_wait_s: float = 0.0) -> tuple[Server
             (server_dir / STATE_FILE).unlink(missing_ok=True)
             state, started = _start(settings), True
         if warm.enabled():
-            warm.ensure(server_dir, warm_wait_s)
+            warm.ensure(server_dir, warm_wait_s, for_this_environment=warm_for_this_environment)
         return state, started
 
 

@@ -47,7 +47,14 @@ def _print(current: local_server.ServerStatus) -> None:
     if starter is None:
         table.add_row("warm starter", "not running (commands run in their own process)")
     else:
-        table.add_row("warm starter", f"pid {starter.pid}, {starter.socket}")
+        serves = (
+            "serves `factory run` from this environment"
+            if starter.serves(warm.user_environment())
+            else "started from another environment: serves none of this one's commands "
+            "(`factory server start` here restarts it)"
+        )
+        table.add_row("warm starter", f"pid {starter.pid}, {serves}")
+        table.add_row("warm socket", str(starter.socket))
         table.add_row("warm log", str(starter.log))
     out.print(table)
 
@@ -57,7 +64,9 @@ def start(as_json: JsonOption = False) -> None:
     """Start the server and the warm starter unless they run already, and wait until they
     answer (FACTORY_WARM_START=off: no warm starter)."""
     settings = Settings()
-    state, started = local_server.ensure_running(settings, warm_wait_s=WARM_WAIT_S)
+    state, started = local_server.ensure_running(
+        settings, warm_wait_s=WARM_WAIT_S, warm_for_this_environment=True
+    )
     if not as_json:
         console.print(
             f"{'started' if started else 'already running:'} factory server pid {state.pid}; "

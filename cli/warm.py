@@ -12,6 +12,7 @@ Standard library and pydantic only: cli.local_server and cli.main import this mo
 """
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -22,7 +23,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 WARM_DIR = "warm"
 SOCKET_FILE = "warm.sock"
@@ -107,6 +108,12 @@ def unserved_reason(argv: list[str]) -> str | None:
     return None
 
 
+def environment_digest(environment: Mapping[str, str]) -> str:
+    """A digest of the variables that must match (all but IGNORED_ENV)."""
+    kept = sorted((k, v) for k, v in environment.items() if k not in IGNORED_ENV)
+    return hashlib.sha256(json.dumps(kept).encode()).hexdigest()
+
+
 def code_fingerprint() -> str:
     """A digest of the factory's files (path, size, mtime) and of site-packages' listing.
 
@@ -134,7 +141,12 @@ class WarmState(BaseModel):
     socket: Path
     started: datetime
     fingerprint: str
+    environment: str = Field(description="environment_digest of the environment it serves")
     log: Path
+
+    def serves(self, environment: Mapping[str, str]) -> bool:
+        """Whether a command with ``environment`` would be served (code aside)."""
+        return self.environment == environment_digest(environment)
 
 
 def warm_dir(server_dir: Path) -> Path:
@@ -192,10 +204,18 @@ def enabled() -> bool:
     return os.environ.get("FACTORY_WARM_START", "").strip().lower() not in OFF
 
 
-def ensure(server_dir: Path, wait_s: float = 0.0) -> None:
-    """A warm process running the code on disk: started, or restarted when the code moved."""
+def ensure(server_dir: Path, wait_s: float = 0.0, *, for_this_environment: bool = False) -> None:
+    """A warm process running the code on disk: started, or restarted when the code moved.
+
+    ``for_this_environment`` (`factory server start`): also restarted when it serves
+    another environment than this command's. A `factory run` does not restart it for
+    that: two shells with different settings would take turns paying its imports.
+    """
     state = running(server_dir)
-    if state is not None and state.fingerprint != code_fingerprint():
+    if state is not None and (
+        state.fingerprint != code_fingerprint()
+        or (for_this_environment and not state.serves(user_environment()))
+    ):
         stop(server_dir)
     start(server_dir, wait_s)
 

@@ -130,6 +130,7 @@ class Starter:
             socket=self.path,
             started=datetime.now(UTC),
             fingerprint=self.fingerprint,
+            environment=warm.environment_digest(self.environment),
             log=self.folder / warm.LOG_FILE,
         )
         temp = self.folder / f".{warm.STATE_FILE}.{os.getpid()}"

@@ -125,6 +125,10 @@ def test_another_environment_is_refused_and_runs_here(warm: Warm):
     assert done.returncode == 0 and done.stdout.startswith("factory ")
     (line,) = warm.log_lines()[before:]
     assert "refused" in line and "environment differs: FACTORY_WORKER_NAME" in line
+    shown = _factory({**warm.env, "FACTORY_WORKER_NAME": "elsewhere"}, "server", "status")
+    assert "started from another environment" in " ".join(shown.stdout.split())
+    shown = _factory(warm.env, "server", "status")
+    assert "serves `factory run` from this environment" in " ".join(shown.stdout.split())
 
     before = len(warm.log_lines())
     debug = _factory({**warm.env, "FACTORY_WARM_START": "debug"}, "runs", "--help")
