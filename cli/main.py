@@ -193,7 +193,11 @@ def run(
             "cached)"
         ) from None
     if as_json:
-        out.print_json(data={**delivery.model_dump(mode="json"), "path": str(target)})
+        # Highlighting a run's JSON costs 0.1 s; without colours (a pipe) it changes nothing.
+        out.print_json(
+            data={**delivery.model_dump(mode="json"), "path": str(target)},
+            highlight=out.color_system is not None,
+        )
         return
     table = Table.grid(padding=(0, 2))
     table.add_column(no_wrap=True)
