@@ -114,6 +114,26 @@ def environment_digest(environment: Mapping[str, str]) -> str:
     return hashlib.sha256(json.dumps(kept).encode()).hexdigest()
 
 
+def working_directory_reason(cwd: Path) -> str | None:
+    """Why a command in ``cwd`` must not be served, or None.
+
+    Prefect's settings read ``.env``, ``prefect.toml`` and ``pyproject.toml``'s
+    ``[tool.prefect]`` from the working directory when it is imported: the warm process
+    imported it in a folder with none of them (its own), so a directory that has one is
+    left to a fresh process.
+    """
+    for name in (".env", "prefect.toml"):
+        if (cwd / name).exists():
+            return f"{name} in the working directory (Prefect reads it at import)"
+    try:
+        pyproject = (cwd / "pyproject.toml").read_text(errors="replace")
+    except OSError:
+        return None
+    if "[tool.prefect" in pyproject:
+        return "[tool.prefect] in pyproject.toml (Prefect reads it at import)"
+    return None
+
+
 def code_fingerprint() -> str:
     """A digest of the factory's files (path, size, mtime) and of site-packages' listing.
 
@@ -187,7 +207,8 @@ def start(server_dir: Path, wait_s: float = 0.0) -> int | None:
             stdout=output,
             stderr=subprocess.STDOUT,
             env=user_environment(),
-            cwd=ROOT,
+            # A folder without .env, prefect.toml or pyproject.toml, whatever the caller's.
+            cwd=folder,
             # A session of its own: it outlives this command and ignores its Ctrl-C.
             start_new_session=True,
         )

@@ -211,6 +211,8 @@ class Starter:
             return "the code on disk changed since the warm process imported it"
         if not os.path.isdir(request["cwd"]):
             return f"{request['cwd']} is not a directory here"
+        if (reason := warm.working_directory_reason(Path(request["cwd"]))) is not None:
+            return reason
         if (threads := threading.active_count()) != 1:
             return f"{threads} threads run in the warm process; it forks only with one"
         return None

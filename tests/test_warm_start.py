@@ -119,7 +119,7 @@ def test_version_and_orders_good_and_bad_come_out_the_same(warm: Warm, tmp_path:
     assert f"sha256:{digest[:40]}" in served.stdout.replace("\n", "").replace(" ", "")
 
 
-def test_another_environment_is_refused_and_runs_here(warm: Warm):
+def test_another_environment_is_refused_and_runs_here(warm: Warm, tmp_path: Path):
     before = len(warm.log_lines())
     done = _factory({**warm.env, "FACTORY_WORKER_NAME": "elsewhere"}, "--version")
     assert done.returncode == 0 and done.stdout.startswith("factory ")
@@ -129,6 +129,14 @@ def test_another_environment_is_refused_and_runs_here(warm: Warm):
     assert "started from another environment" in " ".join(shown.stdout.split())
     shown = _factory(warm.env, "server", "status")
     assert "serves `factory run` from this environment" in " ".join(shown.stdout.split())
+
+    # Prefect would read this at import: a folder with one is left to a fresh process.
+    (tmp_path / "prefect.toml").write_text("")
+    before = len(warm.log_lines())
+    done = subprocess.run([FACTORY, "--version"], env=warm.env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0 and done.stdout.startswith("factory ")
+    assert "prefect.toml in the working directory" in warm.log_lines()[before]
 
     before = len(warm.log_lines())
     debug = _factory({**warm.env, "FACTORY_WARM_START": "debug"}, "runs", "--help")
@@ -152,7 +160,7 @@ def test_ctrl_c_stops_the_served_child(warm: Warm, tmp_path: Path):
     time.sleep(2.0)  # into the flow: the order is checked and the run created by now
     assert launcher.poll() is None and not _gone(child)
     launcher.send_signal(signal.SIGINT)
-    stdout, stderr = launcher.communicate(timeout=120)
+    _, stderr = launcher.communicate(timeout=120)
     # As in-process: Prefect ends the interrupted flow run and the command exits 130.
     assert launcher.returncode == 130, stderr[-3000:]
     assert _wait_gone(child)
