@@ -121,13 +121,20 @@ def open_floor_ahead(resources: Resources) -> None:
 
 
 def close_floor(
-    resources: Resources, context: RunContext, started: datetime, *, ingest: bool
+    resources: Resources,
+    context: RunContext,
+    started: datetime,
+    *,
+    ingest: bool,
+    cached: int | None = None,
 ) -> str | None:
     """Record this worker's availability for the run, then refresh the warehouse.
 
     Returns markdown for the run's Prefect artifact: the warehouse summary, or why the
     ingest did not happen (logged too; the run's events stay in the store and the next
-    ingest loads them); None when ingest is off.
+    ingest loads them); None when ingest is off. ``cached``: the run computed nothing,
+    all its ``cached`` stage runs were reused, and it is not ingested (see
+    Settings.ingest_cached_runs): the artifact and the log say so.
     """
     worker = resources.settings.worker_id
     interval = WorkerAvailability(
@@ -139,6 +146,8 @@ def close_floor(
     EventWriter(resources.store).write_availability(
         worker, [interval], batch_id=context.flow_run_id
     )
+    if cached is not None:
+        return _not_ingested(resources, cached)
     if not ingest:
         return None
     catalog = resources.settings.warehouse[0]
@@ -170,6 +179,24 @@ def close_floor(
     return floor
 
 
+def _not_ingested(resources: Resources, cached: int) -> str:
+    catalog = resources.settings.warehouse[0]
+    get_run_logger().info(
+        "floor: this run computed nothing (all %d stage runs reused); its floor events are "
+        "in the store, not yet in the warehouse %s: the next ingest loads them",
+        cached,
+        catalog,
+    )
+    return (
+        "# Factory floor\n\n"
+        f"**Not ingested**: this run computed nothing (all {cached} stage runs reused from "
+        f"the cache), so it was not loaded into the warehouse `{catalog}` at its end.\n\n"
+        "Its floor events (cache hits, availability) are in the store; the next ingest "
+        "loads them: a run that computes, `factory floor ingest`, or the nightly floor "
+        "report. `FACTORY_INGEST_CACHED_RUNS=true` ingests such runs too.\n"
+    )
+
+
 def close_floor_books(
     resources: Resources, context: RunContext, started: datetime, *, ingest: bool
 ) -> None:
@@ -188,13 +215,19 @@ class ClosingBooks:
     two overlap (a fully cached demo run's floor books are about 1 s of its 2)."""
 
     def __init__(
-        self, resources: Resources, context: RunContext, started: datetime, *, ingest: bool
+        self,
+        resources: Resources,
+        context: RunContext,
+        started: datetime,
+        *,
+        ingest: bool,
+        cached: int | None = None,
     ) -> None:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="floor-books")
         # In a copy of the flow's context, so its warnings go to the flow run's log.
         self._summary = self._pool.submit(
             contextvars.copy_context().run, close_floor, resources, context, started,
-            ingest=ingest,
+            ingest=ingest, cached=cached,
         )  # fmt: skip
 
     def wait(self) -> None:
