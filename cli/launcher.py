@@ -60,7 +60,14 @@ def _request(conn: socket.socket) -> bytes:
     umask = os.umask(0)
     os.umask(umask)
     return json.dumps(
-        {"argv": sys.argv, "cwd": os.getcwd(), "umask": umask, "env": dict(os.environ)}
+        {
+            "argv": sys.argv,
+            "cwd": os.getcwd(),
+            "umask": umask,
+            "env": dict(os.environ),
+            # The script's folder: where a fresh interpreter looks for modules first.
+            "path0": sys.path[0],
+        }
     ).encode()
 
 

@@ -274,6 +274,7 @@ class Starter:
             os.environ.clear()
             os.environ.update(request["env"])
             sys.argv = list(request["argv"])
+            sys.path[0] = str(request["path0"])
             # As a fresh interpreter would have it: line-buffered on a terminal.
             sys.stdout.reconfigure(line_buffering=os.isatty(1))
             code = run_main()
