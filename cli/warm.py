@@ -161,7 +161,11 @@ class WarmState(BaseModel):
     socket: Path
     started: datetime
     fingerprint: str
-    environment: str = Field(description="environment_digest of the environment it serves")
+    # A default, so that a state file from before the field still names its process
+    # (and `stop` can stop it); `serves` then says no, and `server start` restarts it.
+    environment: str = Field(
+        default="", description="environment_digest of the environment it serves"
+    )
     log: Path
 
     def serves(self, environment: Mapping[str, str]) -> bool:

@@ -34,6 +34,8 @@ from cli import warm
 HEADER = struct.Struct("!I")
 MAX_REQUEST = 1 << 20
 REQUEST_TIMEOUT_S = 5.0
+# How often an idle warm process checks that its socket is still its own.
+SOCKET_CHECK_S = 30.0
 WARM_IMPORTS = (
     "prefect",
     "prefect.client.orchestration",
@@ -112,6 +114,7 @@ class Starter:
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(str(self.path))
         self.listener.listen(16)
+        self.inode = self.path.stat().st_ino
         # SIGTERM wakes the loop through this pair (select would otherwise sleep on).
         self.wake_read, self.wake_write = socket.socketpair()
         for end in (self.wake_read, self.wake_write):
@@ -139,7 +142,12 @@ class Starter:
         log(f"listening on {self.path} (pid {os.getpid()}, threads {threading.active_count()})")
         try:
             while not self.stopping:
-                for key, _ in self.selector.select():
+                if not self._own_socket():
+                    # FACTORY_HOME removed, or another warm process took the path: no
+                    # launcher can reach this one any more.
+                    log(f"{self.path} is no longer this process's socket; stopping")
+                    break
+                for key, _ in self.selector.select(timeout=SOCKET_CHECK_S):
                     if key.data == "accept":
                         self.accept(self.listener.accept()[0])
                     elif key.data == "wake":
@@ -150,12 +158,19 @@ class Starter:
                     else:
                         self.reap(key.data[1])
         finally:
+            if self._own_socket():
+                self.path.unlink()
             self.listener.close()
-            self.path.unlink(missing_ok=True)
             current = warm.read_state(server_dir)
             if current is not None and current.pid == os.getpid():
                 (self.folder / warm.STATE_FILE).unlink(missing_ok=True)
             log(f"stopped; {len(self.children)} command(s) still running finish on their own")
+
+    def _own_socket(self) -> bool:
+        try:
+            return self.path.stat().st_ino == self.inode
+        except OSError:
+            return False
 
     def _on_term(self, signum: int, frame: object) -> None:
         self.stopping = True
