@@ -16,8 +16,9 @@ happens once per machine, not per run):
   import and load are measured apart, in a process of their own (the first render pays
   them).
 - orchestration per task: an order of --segments small segments with `--no-cache`; per
-  task run, (task span − sum of task walls) ÷ task runs (goal ≤ 15 ms). Tasks run one at
-  a time on a CPU host, so the gaps between them are Prefect's.
+  task run, (task span − time in which some task ran) ÷ task runs (goal ≤ 15 ms). Tasks
+  run one at a time on a CPU host, except a round's gates, which run side by side: the gaps
+  in which no task runs are Prefect's.
 
 The load average (`uptime`) is reported before and after: the machine is shared.
 """
@@ -161,6 +162,22 @@ def first_render(env: dict[str, str], home: Path, repeats: int) -> dict:
     }
 
 
+def _covered_seconds(intervals: list[tuple[datetime, datetime]]) -> float:
+    """Seconds in which at least one task ran: a round's gates run side by side (and wait
+    for each other), so a plain sum of walls would count their overlap as work."""
+    covered, current_start, current_end = 0.0, None, None
+    for start, end in intervals:
+        if current_end is None or start > current_end:
+            if current_end is not None:
+                covered += (current_end - current_start).total_seconds()
+            current_start, current_end = start, end
+        else:
+            current_end = max(current_end, end)
+    if current_end is not None:
+        covered += (current_end - current_start).total_seconds()
+    return covered
+
+
 def orchestration(env: dict[str, str], home: Path, segments: int) -> dict:
     order = small_order(home / "small.yaml", segments)
     seconds, _, delivery = factory(
@@ -172,14 +189,16 @@ def orchestration(env: dict[str, str], home: Path, segments: int) -> dict:
     ends = [datetime.fromisoformat(run["ended"]) for run in runs]
     span = (max(ends) - min(starts)).total_seconds()
     walls = sum(run["wall_seconds"] for run in runs)
+    busy = _covered_seconds(sorted(zip(starts, ends, strict=True)))
     return {
         "segments": segments,
         "task_runs": len(runs),
         "process_s": round(seconds, 2),
         "task_span_s": round(span, 2),
         "sum_task_wall_s": round(walls, 2),
-        "span_over_walls": round(span / walls, 3),
-        "overhead_per_task_ms": round((span - walls) / len(runs) * 1000, 1),
+        "busy_s": round(busy, 2),
+        "span_over_busy": round(span / busy, 3),
+        "overhead_per_task_ms": round((span - busy) / len(runs) * 1000, 1),
         "goal_overhead_per_task_ms": 15.0,
     }
 
