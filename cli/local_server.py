@@ -25,6 +25,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
+from cli import warm
 from factory.errors import FactoryError
 from factory.settings import Settings
 
@@ -62,6 +63,7 @@ class ServerStatus(BaseModel):
     ui_url: str | None = None
     api_url: str | None = None
     state: ServerState | None = None
+    warm_starter: warm.WarmState | None = None
 
 
 def read_state(server_dir: Path) -> ServerState | None:
@@ -84,8 +86,9 @@ def healthy(api_url: str, timeout_s: float = 2.0) -> bool:
 def status(settings: Settings) -> ServerStatus:
     """The recorded server's state; ``stale`` when its process is gone (start/stop tidy up)."""
     state = read_state(settings.server_dir)
+    warm_state = warm.running(settings.server_dir)
     if state is None:
-        return ServerStatus(running=False, healthy=False)
+        return ServerStatus(running=False, healthy=False, warm_starter=warm_state)
     running = _is_server(state)
     return ServerStatus(
         running=running,
@@ -94,19 +97,32 @@ def status(settings: Settings) -> ServerStatus:
         ui_url=state.ui_url,
         api_url=state.api_url,
         state=state,
+        warm_starter=warm_state,
     )
 
 
-def ensure_running(settings: Settings) -> tuple[ServerState, bool]:
-    """The running server, started (and waited for) when there is none; True if started here."""
+def ensure_running(
+    settings: Settings, warm_wait_s: float = 0.0, *, warm_for_this_environment: bool = False
+) -> tuple[ServerState, bool]:
+    """The running server, started (and waited for) when there is none; True if started here.
+
+    The warm starter beside it (cli.warm) is started too when it is not running or runs
+    older code (or, with ``warm_for_this_environment``, serves another environment),
+    unless FACTORY_WARM_START=off; ``warm_wait_s`` is how long to wait for it to listen
+    (a `factory run` does not wait: the next run finds it).
+    """
     server_dir = settings.server_dir
     with _locked(server_dir):
         state = read_state(server_dir)
         if state is not None and _is_server(state):
             _wait_healthy(state, None, settings.server_start_timeout_s)
-            return state, False
-        (server_dir / STATE_FILE).unlink(missing_ok=True)
-        return _start(settings), True
+            started = False
+        else:
+            (server_dir / STATE_FILE).unlink(missing_ok=True)
+            state, started = _start(settings), True
+        if warm.enabled():
+            warm.ensure(server_dir, warm_wait_s, for_this_environment=warm_for_this_environment)
+        return state, started
 
 
 def stop(settings: Settings, timeout_s: float = STOP_TIMEOUT_S) -> ServerState | None:

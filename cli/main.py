@@ -39,10 +39,14 @@ def _flags_as_flags() -> None:
     from typer.core import TyperOption
 
     shown = TyperOption.display_type_rich
+    if getattr(shown, "flags_as_flags", False):
+        # Patched already: the warm starter's children import this module a second time.
+        return
 
     def display_type_rich(self, ctx):  # type: ignore[no-untyped-def]
         return None if self.is_flag and self.is_bool_flag else shown(self, ctx)
 
+    display_type_rich.flags_as_flags = True  # type: ignore[attr-defined]
     TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
 
 
@@ -74,16 +78,11 @@ out = Console()
 
 
 def _quiet_libraries(verbose: bool) -> None:
-    # Prefect reads these at import, so they must be set before flows are imported.
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    # A fresh Prefect database on a loaded 2-core machine can take longer than the 20 s default.
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-    if not verbose:
-        # Our own bars replace the per-component loading bars of diffusers and transformers
-        # (the pipeline loader makes diffusers follow this switch; importing either library
-        # here would cost a cached run seconds).
-        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    # Prefect reads these at import, so they must be set before flows are imported (the
+    # warm starter imports with the same ones: cli.warm).
+    from cli.warm import apply_quiet_defaults
+
+    apply_quiet_defaults(verbose)
 
 
 @app.command()
@@ -195,7 +194,11 @@ def run(
             "cached)"
         ) from None
     if as_json:
-        out.print_json(data={**delivery.model_dump(mode="json"), "path": str(target)})
+        # Highlighting a run's JSON costs 0.1 s; without colours (a pipe) it changes nothing.
+        out.print_json(
+            data={**delivery.model_dump(mode="json"), "path": str(target)},
+            highlight=out.color_system is not None,
+        )
         return
     table = Table.grid(padding=(0, 2))
     table.add_column(no_wrap=True)

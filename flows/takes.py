@@ -1,20 +1,30 @@
-"""A segment's takes: each round renders, composites, encodes and gates every open
-segment; the gate's rejections are taken again with the next seed or model.
+"""A segment's takes: each round renders, composites and encodes every open segment,
+then gates them together; the gate's rejections are taken again with the next seed or model.
 """
 
 from typing import Any
 
 from prefect.futures import PrefectFuture
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from factory.assets import RunRecord, StageResult
 from factory.orders import Order
+from quality.thresholds import Thresholds
 from storage.cache import CacheMode
 from tasks.chain import SEGMENT_CHAIN, upstream_for
+from tasks.gate import GATE
+from tasks.judging import gates_expected
 from tasks.reuse import Reused
 from tasks.stage_tasks import STAGE_TASKS
 
 # A stage's output: reused by the reuse pass, or still to come from its task.
 Staged = StageResult | PrefectFuture[StageResult]
+# Gates of one round that run at once, and so share a validation (a round of a larger
+# order is judged in validations of up to this many segments).
+GATE_THREADS = 16
+# The gate judges the encoded segment, last in every chain; a round submits the rest first.
+assert SEGMENT_CHAIN[-1] is GATE
+_BEFORE_GATE = SEGMENT_CHAIN[:-1]
 
 
 class Takes:
@@ -46,13 +56,20 @@ class Takes:
         return "\n".join(lines)
 
 
-def run_takes(shared: dict[str, Any], order: Order, cache: CacheMode, reused: Reused) -> Takes:
+def run_takes(
+    shared: dict[str, Any],
+    order: Order,
+    thresholds: Thresholds,
+    cache: CacheMode,
+    reused: Reused,
+) -> Takes:
     """Take every segment through the chain until its gate accepts it or its takes run out.
 
     Each round submits one take of every segment still open (stage tasks run only for
-    what the reuse pass did not find), then waits for the gates: a rejected segment is
-    taken again with its next seed or model (``Segment.take``). ``shared`` holds the
-    resources, order, production and context every stage task takes, quoted.
+    what the reuse pass did not find), then judges the round's segments together
+    (``_judge_round``): a rejected segment is taken again with its next seed or model
+    (``Segment.take``). ``shared`` holds the resources, order, production and context every
+    stage task takes, quoted.
     """
     takes = Takes()
     attempt = {index: found.attempt for index, found in enumerate(reused.segments)}
@@ -63,7 +80,7 @@ def run_takes(shared: dict[str, Any], order: Order, cache: CacheMode, reused: Re
         chains: dict[int, list[Staged]] = {}
         for index in open_segments:
             outputs: list[Staged] = list(found.pop(index, []))
-            for spec in SEGMENT_CHAIN[len(outputs) :]:
+            for spec in _BEFORE_GATE[len(outputs) :]:
                 outputs.append(
                     STAGE_TASKS[spec.name].submit(
                         **shared,
@@ -74,11 +91,15 @@ def run_takes(shared: dict[str, Any], order: Order, cache: CacheMode, reused: Re
                     )
                 )
             chains[index] = outputs
+        results = {
+            index: [resolved(output) for output in outputs] for index, outputs in chains.items()
+        }
+        for index, judged in _judge_round(shared, thresholds, cache, results, attempt).items():
+            results[index].append(judged)
         open_segments = []
-        for index, outputs in chains.items():
-            results = [resolved(output) for output in outputs]
-            takes.runs += [result.run for result in results]
-            gate = results[-1]
+        for index, chain in results.items():
+            takes.runs += [result.run for result in chain]
+            gate = chain[-1]
             if gate.verdict is not None and gate.verdict.passed:
                 takes.accepted[index] = gate
             elif attempt[index] < order.attempts(index):
@@ -87,6 +108,46 @@ def run_takes(shared: dict[str, Any], order: Order, cache: CacheMode, reused: Re
             else:
                 takes.exhausted[index] = gate
     return takes
+
+
+def _judge_round(
+    shared: dict[str, Any],
+    thresholds: Thresholds,
+    cache: CacheMode,
+    chains: dict[int, list[StageResult]],
+    attempt: dict[int, int],
+) -> dict[int, StageResult]:
+    """The gate of every chain that has none yet, the gates side by side in their own threads.
+
+    They start once the round's last encode is done, so that they judge their segments in
+    one validation (``tasks.judging``) instead of one each, and they measure one at a
+    time, so that neither a render nor another gate shares the cores with one.
+    """
+    todo = [index for index, chain in chains.items() if len(chain) < len(SEGMENT_CHAIN)]
+    if not todo:
+        return {}
+    gate = STAGE_TASKS[GATE.name]
+    threads = min(len(todo), GATE_THREADS)
+    # Only the first wave is announced: a gate of the next wave starts when one of the
+    # first ends, and that one must not wait for it. Later waves share when they meet.
+    with (
+        gates_expected(thresholds, threads),
+        ThreadPoolTaskRunner(max_workers=threads) as runner,
+    ):
+        futures = {
+            index: runner.submit(
+                gate,
+                parameters={
+                    **shared,
+                    "cache": cache,
+                    "index": index,
+                    "upstream": upstream_for(GATE, chains[index]),
+                    "attempt": attempt[index],
+                },
+            )
+            for index in todo
+        }
+        return {index: future.result() for index, future in futures.items()}
 
 
 def resolved(stage: Staged) -> StageResult:

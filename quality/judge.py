@@ -14,7 +14,7 @@ from factory.errors import BadInput
 from factory.orders import Order
 from factory.verdicts import Verdict
 from quality.metrics import deliverable_metrics, segment_metrics
-from quality.tables import deliverable_row, segment_rows
+from quality.tables import Row, deliverable_row, segment_row, segment_rows
 from quality.targets import (
     DeliverableTarget,
     SegmentTarget,
@@ -81,6 +81,26 @@ class Judge:
         metrics = [segment_metrics(data, black, frozen) for data, _ in items]
         rows = segment_rows(metrics, [target for _, target in items], nonfinite_shares)
         return self.suites.judge("segment", rows, attempt=attempt)
+
+    def measure_segment(
+        self, data: bytes, target: SegmentTarget, nonfinite: float | None = None
+    ) -> Row:
+        """What the segment suite reads of one encoded segment: its metrics beside its target.
+
+        Decoding makes this the costly half of judging a segment; ``judge_measured`` is the
+        other half, and judges the rows of many segments in one validation.
+        """
+        metrics = segment_metrics(data, self.thresholds.black, self.thresholds.frozen)
+        return segment_row(0, metrics, target, nonfinite)
+
+    def judge_measured(self, rows: Sequence[Row], attempts: Sequence[int]) -> list[Verdict]:
+        """One verdict per row of ``measure_segment``, each for its attempt, from one
+        validation: the same verdicts as judging each segment on its own."""
+        if not rows:
+            raise BadInput("judge_measured needs at least one row")
+        # The key names a row within this validation only; verdicts leave it out.
+        keyed = [{**row, "segment": position} for position, row in enumerate(rows)]
+        return self.suites.judge("segment", keyed, attempt=attempts)
 
     def judge_segment(
         self,

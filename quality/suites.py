@@ -26,7 +26,7 @@ from great_expectations.core.expectation_validation_result import (
 )
 from pydantic import JsonValue
 
-from factory.errors import FactoryError
+from factory.errors import BadInput, FactoryError
 from factory.verdicts import ExpectationFailure, SuiteName, Verdict
 from quality.tables import Row
 from quality.thresholds import Thresholds
@@ -170,8 +170,17 @@ class Suites:
                     )
         return report
 
-    def judge(self, suite: SuiteName, rows: Sequence[Row], *, attempt: int = 1) -> list[Verdict]:
-        """One verdict per row of ``rows``, from one validation of them all."""
+    def judge(
+        self, suite: SuiteName, rows: Sequence[Row], *, attempt: int | Sequence[int] = 1
+    ) -> list[Verdict]:
+        """One verdict per row of ``rows``, from one validation of them all.
+
+        ``attempt`` is the attempt every row judges, or one per row (rows of segments on
+        different takes, judged together).
+        """
+        attempts = [attempt] * len(rows) if isinstance(attempt, int) else list(attempt)
+        if len(attempts) != len(rows):
+            raise BadInput(f"{len(attempts)} attempts for {len(rows)} rows: give one per row")
         key = INDEX_COLUMNS[suite][0]
         report = self.validate(suite, pd.DataFrame(list(rows)))
         failures: dict[JsonValue, list[ExpectationFailure]] = {row[key]: [] for row in rows}
@@ -195,9 +204,9 @@ class Suites:
                 failures=tuple(failures[row[key]]),
                 # The key is the row's place in this batch, which means nothing later.
                 metrics={name: value for name, value in row.items() if name != key},
-                attempt=attempt,
+                attempt=row_attempt,
             )
-            for row in rows
+            for row, row_attempt in zip(rows, attempts, strict=True)
         ]
 
     def judge_table(self, suite: SuiteName, frame: pd.DataFrame) -> Verdict:

@@ -11,24 +11,40 @@ from factory.stages import StageName
 from tasks import progress
 
 
+class DeviceTime:
+    """A stage run's device-seconds: ``with device():`` brackets the part that occupies the
+    device; ``device.charge(seconds)`` adds this run's share of work done once for several
+    runs (one suite validation that judged several gates' segments)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    @contextmanager
+    def __call__(self) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds += time.perf_counter() - start
+
+    def charge(self, seconds: float) -> None:
+        self.seconds += seconds
+
+
 class StageClock:
-    """Measures one stage run; ``device()`` brackets the part that occupies the device."""
+    """Measures one stage run; ``device`` measures the part that occupies the device."""
 
     def __init__(self, stage: StageName, segment_index: int | None, device_class: str) -> None:
         self.stage: StageName = stage
         self.segment_index = segment_index
         self.device_class = device_class
-        self.device_seconds = 0.0
+        self.device = DeviceTime()
         self.started = datetime.now(UTC)
         self._start = time.perf_counter()
 
-    @contextmanager
-    def device(self) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.device_seconds += time.perf_counter() - start
+    @property
+    def device_seconds(self) -> float:
+        return self.device.seconds
 
     def run_record(self, asset: AssetRef) -> RunRecord:
         """The run so far; device-seconds are final once the compute is done."""

@@ -13,7 +13,7 @@ from factory.assets import MEDIA_MP4, Recorded
 from factory.orders import Order
 from quality.targets import SegmentTarget, segment_target
 from quality.thresholds import Thresholds
-from tasks.judging import judging
+from tasks.judging import judge_segment
 from tasks.prepare import Production
 from tasks.render import NONFINITE_SHARE
 from tasks.stage import DeviceTimer, Input, Job, Output, StageSpec
@@ -55,15 +55,19 @@ def plan_gate(
 
 
 def compute_gate(job: Job, inputs: Mapping[str, bytes], device: DeviceTimer) -> Output:
-    """The encoded segment's bytes, unchanged, with the segment suite's verdict on them."""
+    """The encoded segment's bytes, unchanged, with the segment suite's verdict on them.
+
+    Gates running at the same time (a round's gates, ``flows.takes``) share one validation.
+    """
     recipe = job.recipe
-    with judging(Thresholds.model_validate(recipe["thresholds"])) as judge, device():
-        verdict = judge.judge_segment(
-            inputs["segment"],
-            SegmentTarget.model_validate(recipe["target"]),
-            recipe["nonfinite_share"],
-            attempt=int(recipe["attempt"]),
-        )
+    verdict = judge_segment(
+        Thresholds.model_validate(recipe["thresholds"]),
+        inputs["segment"],
+        SegmentTarget.model_validate(recipe["target"]),
+        recipe["nonfinite_share"],
+        int(recipe["attempt"]),
+        device,
+    )
     return Output(data=inputs["segment"], verdict=verdict)
 
 

@@ -6,7 +6,7 @@ and a pure compute function from the recipe and the inputs' bytes to the output'
 bytes. The stage runner (``tasks.runner``) does everything else, alike for every stage.
 """
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
@@ -73,7 +73,16 @@ class Job:
         return list(found.values())
 
 
-DeviceTimer = Callable[[], AbstractContextManager[None]]
+class DeviceTimer(Protocol):
+    """How a compute accounts its device time (``tasks.clock.DeviceTime``)."""
+
+    def __call__(self) -> AbstractContextManager[None]:
+        """Brackets the part of the compute that occupies the device."""
+        ...
+
+    def charge(self, seconds: float) -> None:
+        """Adds this run's share of device work done once for several runs."""
+        ...
 
 
 @dataclass(frozen=True)

@@ -47,24 +47,46 @@ def test_produced_order_is_in_the_warehouse(flow_env, tmp_path, monkeypatch):
     from_store = ancestry(stored, local_trust(stored), delivery.deliverable.digest)
     assert warehouse.ancestry(delivery.deliverable.digest) == from_store
 
-    # A warm run adds cache hits, and re-ingesting changes nothing.
-    produce(order, str(tmp_path / "store"))
+    # A warm run computes nothing: its cache hits wait in the store, and its floor
+    # artifact says so, until the next ingest loads them.
     _, before = warehouse.query("select count(*) from stg_events")
-    assert sum(warehouse.ingest(stored, local_anchor(flow_env / "keys")).added.values()) == 0
-    _, after = warehouse.query("select count(*) from stg_events")
-    assert before == after
+    warm = produce(order, str(tmp_path / "store"))
+    assert warehouse.query("select count(*) from stg_events")[1] == before
+    assert "**Not ingested**" in _floor_artifact(warm.flow_run_id)
+    anchor = local_anchor(flow_env / "keys")
+    assert warehouse.ingest(stored, anchor).added["raw_events"] == len(delivery.runs)
+    # Re-ingesting changes nothing.
+    assert sum(warehouse.ingest(stored, anchor).added.values()) == 0
     _, hits = warehouse.query("select count(*) from stg_events where cache_hit")
     assert hits[0][0] == len(delivery.runs)
-    # The warm run handed the same deliverable over again: a re-delivery, which adds no
+    # FACTORY_INGEST_CACHED_RUNS: a warm run is in the warehouse when it ends.
+    monkeypatch.setenv("FACTORY_INGEST_CACHED_RUNS", "true")
+    again = produce(order, str(tmp_path / "store"))
+    _, hits = warehouse.query("select count(*) from stg_events where cache_hit")
+    assert hits[0][0] == 2 * len(delivery.runs)
+    assert "**Not ingested**" not in _floor_artifact(again.flow_run_id)
+    # The warm runs handed the same deliverable over again: re-deliveries, which add no
     # minutes and no royalties.
     _, rows = warehouse.query(
         "select handovers, redeliveries from int_deliveries where order_id = ?", [order.id]
     )
-    assert rows == [(2, 1)]
+    assert rows == [(3, 2)]
     _, rows = warehouse.query(minutes_sql, [order.id])
     assert rows[0][0] == pytest.approx(delivery.duration_s / 60)
     _, rows = warehouse.query("select sum(delivered_minutes) from royalties")
     assert rows[0][0] == pytest.approx(delivery.duration_s / 60)
+
+
+def _floor_artifact(flow_run_id: str) -> str:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+        )
+    [floor] = [a for a in artifacts if a.key == "factory-floor"]
+    return floor.data
 
 
 def test_a_failed_end_of_run_ingest_is_logged_and_shown_in_the_floor_artifact(

@@ -69,11 +69,12 @@ def test_tiny_order_becomes_an_h264_deliverable(flow_env, tmp_path):
     assert [verdict.attempt for verdict in delivery.segment_verdicts] == [1, 1]
     assert all(verdict.passed for verdict in delivery.segment_verdicts)
     assert delivery.deliverable_verdict.passed and delivery.lineage_verdict.passed
-    # Data Docs of the run's validations (two segments, the deliverable, the lineage).
+    # Data Docs of the run's validations (the round's two segments in one, the deliverable,
+    # the lineage).
     docs = Path(delivery.qc_docs)
     assert docs.name == "index.html" and docs.parent.name == delivery.flow_run_id
     pages = list(docs.parent.glob("validations/**/*.html"))
-    assert len(pages) == 4
+    assert len(pages) == 3
     assert all(run.device_seconds > 0 for run in delivery.runs)
     assert all(run.device_seconds <= run.wall_seconds for run in delivery.runs)
     assert {run.device_class for run in delivery.runs} == {"cpu"}

@@ -65,7 +65,7 @@ def test_server_start_status_stop_and_a_stale_pid_file(tmp_path):
     assert stale.returncode == 1
     assert json.loads(stale.stdout) | {"state": None} == {
         "running": False, "healthy": False, "stale": True, "ui_url": "http://127.0.0.1:9",
-        "api_url": "http://127.0.0.1:9/api", "state": None,
+        "api_url": "http://127.0.0.1:9/api", "state": None, "warm_starter": None,
     }  # fmt: skip
 
     started = _factory(env, "server", "start", "--json")
@@ -82,9 +82,12 @@ def test_server_start_status_stop_and_a_stale_pid_file(tmp_path):
     assert shown.returncode == 0
     assert "running" in shown.stdout and api in shown.stdout and str(pid) in shown.stdout
 
+    warm_pid = state["warm_starter"]["pid"]
+    assert "warm starter" in shown.stdout and str(warm_pid) in shown.stdout
     stopped = _factory(env, "server", "stop", timeout=60)
     assert stopped.returncode == 0 and f"stopped factory server pid {pid}" in stopped.stderr
-    assert _exited(pid)
+    assert f"stopped the warm starter pid {warm_pid}" in stopped.stderr
+    assert _exited(pid) and _exited(warm_pid)
     assert not (server_dir / "server.json").exists()
     assert _factory(env, "server", "status").returncode == 1
     assert "no factory server running" in _factory(env, "server", "stop").stderr

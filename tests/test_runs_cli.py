@@ -1,7 +1,10 @@
 """`factory runs list|show` and `factory submit` against a Prefect test server."""
 
 import json
+import os
+import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -125,3 +128,55 @@ def test_submitting_twice_with_one_idempotency_key_creates_one_run(
     listed = run_json(monkeypatch, capsys, "runs", "list", "--state", "scheduled")
     assert [r["id"] for r in listed].count(first["id"]) == 1
     assert next(r for r in listed if r["id"] == first["id"])["order_id"] == "tiny"
+
+
+def _scheduled_run_with_key(key: str, deadline: float) -> str:
+    from prefect.client.orchestration import get_client
+
+    while time.monotonic() < deadline:
+        with get_client(sync_client=True) as client:
+            for run in client.read_flow_runs(limit=200):
+                if run.idempotency_key == key:
+                    return str(run.id)
+        time.sleep(0.5)
+    raise AssertionError(f"no flow run with idempotency key {key} appeared")
+
+
+@pytest.mark.slow
+def test_submit_wait_returns_the_delivery_once_the_run_has_executed(env, deployment, tmp_path):
+    """`submit --wait` as a service would use it: a separate process submits and waits while
+    a worker (here `prefect flow-run execute`, what a process worker runs) executes the run."""
+    from prefect.settings import PREFECT_API_URL
+
+    repo = Path(__file__).parent.parent
+    environ = {
+        **os.environ,
+        "PREFECT_API_URL": PREFECT_API_URL.value(),
+        "FACTORY_HOME": str(env),
+        "FACTORY_LOCAL_SERVER": "false",
+    }
+    factory = Path(sys.executable).parent / "factory"
+    key = f"submit-wait-{uuid.uuid4()}"
+    store = tmp_path / "store"
+    waiting = subprocess.Popen(
+        [str(factory), "submit", str(EXAMPLES / "tiny.yaml"), "--deployment", deployment,
+         "--idempotency-key", key, "--store", str(store), "--wait", "--json"],
+        env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        run_id = _scheduled_run_with_key(key, time.monotonic() + 120)
+        assert waiting.poll() is None, "submit --wait returned before the run had executed"
+        executed = subprocess.run(
+            [str(Path(sys.executable).parent / "prefect"), "flow-run", "execute", run_id],
+            env=environ, cwd=repo, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert executed.returncode == 0, executed.stdout[-3000:] + executed.stderr[-3000:]
+        out, err = waiting.communicate(timeout=120)
+    finally:
+        waiting.kill()
+    assert waiting.returncode == 0, out + err
+    shown = json.loads(out)
+    assert shown["id"] == run_id and shown["state"] == "COMPLETED"
+    assert shown["delivery"]["verified"] is True
+    assert shown["delivery"]["store"] == str(store)
+    assert shown["delivery"]["deliverable"]["uri"].startswith(store.as_uri())

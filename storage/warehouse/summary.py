@@ -5,6 +5,7 @@ list field named after it. The number formats here are the ones every rendering
 (terminal, HTML, Markdown) uses.
 """
 
+from collections.abc import Sequence
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,10 @@ LISTS: tuple[str, ...] = (
     "royalties_by_holder",
     "latency",
 )
+
+
+# The lists FloorSummary.markdown shows (a run's floor artifact queries only these).
+MARKDOWN_LISTS: tuple[str, ...] = ("latency", "royalties_by_holder")
 
 
 class FloorSummary(BaseModel):
@@ -103,15 +108,21 @@ class FloorSummary(BaseModel):
         return "\n".join(lines) + "\n"
 
 
-def summary(warehouse: Warehouse | Path | str) -> FloorSummary:
-    """The floor's numbers over everything ingested so far."""
+def summary(warehouse: Warehouse | Path | str, lists: Sequence[str] = LISTS) -> FloorSummary:
+    """The floor's numbers over everything ingested so far.
+
+    ``lists``: the lists to query (default all); the others come back empty. The
+    headline is always there. ``MARKDOWN_LISTS`` are the ones ``markdown`` shows.
+    """
     wh = warehouse if isinstance(warehouse, Warehouse) else Warehouse(warehouse)
     with wh.connect() as con:
         con.execute("begin")  # one snapshot for every number, and one catalog read
         (headline,) = _dicts(con, read_sql("summary/headline"))
-        lists = {name: _dicts(con, read_sql(f"summary/{name}")) for name in LISTS}
+        found = {name: _dicts(con, read_sql(f"summary/{name}")) for name in lists}
         con.execute("commit")
-    return FloorSummary(warehouse=wh.name, **headline, **lists)
+    return FloorSummary(
+        warehouse=wh.name, **headline, **{name: found.get(name, []) for name in LISTS}
+    )
 
 
 def _dicts(con: duckdb.DuckDBPyConnection, sql: str) -> list[dict[str, Any]]:
