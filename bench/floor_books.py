@@ -7,8 +7,9 @@ A store holds --runs past runs of one order each (13 signed lineage records: 4 r
 composite, encode and gate per segment, and assemble delivering 12 s; the worker's
 availability), ingested once. Then, --repeats times, one more run's objects are written
 and a fresh Python process does what ``tasks.floor.close_floor`` does at the end of
-every ``factory run``: ``Warehouse.ingest`` of the store, then ``summary``; both are
-timed inside that process (imports apart), the first touch of the lake included (a
+every ``factory run`` that computed something: ``Warehouse.ingest`` of the store, then
+``summary`` of the lists the run's artifact shows; both are timed inside that process
+(imports apart), the first touch of the lake included (a
 ``factory run`` pays it every run). With --baseline-ref, the code at that git ref (a
 temporary git worktree put first on PYTHONPATH) does the same with its own store and
 warehouse, the two taking turns, so both see the same load.
@@ -16,6 +17,7 @@ warehouse, the two taking turns, so both see the same load.
 
 import argparse
 import hashlib
+import importlib
 import json
 import os
 import statistics
@@ -148,11 +150,18 @@ def close_books(work: Path) -> dict:
     from storage.trust import local_anchor
     from storage.warehouse import Warehouse, summary
 
+    # (the package's name summary is the function: the module by its full name)
+    floor_summary = importlib.import_module("storage.warehouse.summary")
+    # The lists a run's artifact queries where the tree names them (since ea3c741), else all.
+    shown = getattr(floor_summary, "MARKDOWN_LISTS", floor_summary.LISTS)
     imported = time.perf_counter()
     warehouse = Warehouse(work / "floor" / "catalog.sqlite", work / "floor" / "files")
     report = warehouse.ingest(LocalStore(work / "store"), local_anchor(work / "keys"))
     ingested = time.perf_counter()
-    summary(warehouse)
+    if shown is floor_summary.LISTS:
+        summary(warehouse)
+    else:
+        summary(warehouse, lists=shown)
     done = time.perf_counter()
     return {
         "import_s": round(imported - start, 3),
