@@ -26,6 +26,7 @@ from pathlib import Path
 from pydantic import BaseModel, ValidationError
 
 from cli import warm
+from cli.processes import alive
 from factory.errors import FactoryError
 from factory.settings import Settings
 
@@ -239,7 +240,7 @@ def _wait_healthy(state: ServerState, process: subprocess.Popen | None, timeout_
 
 def _is_server(state: ServerState) -> bool:
     """Whether the recorded PID is still this server, not gone or reused by another process."""
-    if not _alive(state.pid):
+    if not alive(state.pid):
         return False
     try:
         command = Path(f"/proc/{state.pid}/cmdline").read_bytes().split(b"\0")
@@ -251,29 +252,9 @@ def _is_server(state: ServerState) -> bool:
     return b"prefect" in command and b"server" in command and str(state.port).encode() in command
 
 
-def _alive(pid: int) -> bool:
-    try:
-        # Reaps it when this process started it; a zombie is gone for our purposes.
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return False
-    except ChildProcessError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        # "pid (name) S ...": a Z there is a zombie another parent has yet to reap.
-        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
 def _wait_exit(pid: int, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
-    while _alive(pid):
+    while alive(pid):
         if time.monotonic() > deadline:
             return False
         time.sleep(0.1)

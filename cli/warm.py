@@ -25,6 +25,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationError
 
+from cli.processes import alive, command_line
+
 WARM_DIR = "warm"
 SOCKET_FILE = "warm.sock"
 STATE_FILE = "warm.json"
@@ -265,15 +267,4 @@ def stop(server_dir: Path, timeout_s: float = STOP_TIMEOUT_S) -> int | None:
 
 
 def _is_warm(pid: int) -> bool:
-    try:
-        # Reaps it when this process started it; a zombie is gone for our purposes.
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return False
-    except ChildProcessError:
-        pass
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0] != "Z" and b"cli.warm_process" in command
+    return alive(pid) and b"cli.warm_process" in command_line(pid)
